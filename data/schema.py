@@ -1,0 +1,101 @@
+"""The clip schema: what one row of a training dataset holds (version ``SCHEMA_VERSION``).
+
+A dataset is a Hugging Face ``datasets.DatasetDict`` saved with ``save_to_disk`` (splits ``train``, ``test``,
+``validation``; any may be empty) inside ``DATASET_DIR``, beside the media it points to::
+
+    DATASET_DIR/
+      dataset_info.json / train/ test/ validation/   (datasets' own files; written by save_to_disk)
+      schema.json                                    {"schema_version": 1, "source": "curate" | "synthetic", ...}
+      clips/<id>.mp4                                 the clip's video (its own audio track, if any, is ignored)
+      music/<id>.wav                                 the clip's music: 32 kHz mono PCM, vocals removed
+      rejected.jsonl                                 (curation) one JSON object per rejected file, with a reason
+
+Columns every producer writes (paths are relative to DATASET_DIR so a dataset folder can be moved or shared):
+
+| column     | type          | meaning |
+|------------|---------------|---------|
+| id         | string        | unique clip id, ``<video_id>`` or ``<video_id>_w<k>`` for windows |
+| video_id   | string        | id of the source video; splits are made by it, so no video is in two splits |
+| video_path | string        | ``clips/<id>.mp4`` |
+| music_path | string        | ``music/<id>.wav`` |
+| start      | float64       | where the clip starts in the source video, seconds |
+| duration   | float64       | clip length, seconds |
+| title      | string        | free text (may be empty) |
+| tags       | list[string]  | free tags (may be empty) |
+
+Optional ground truth (the synthetic set; ``None`` elsewhere): ``event_times`` list[float64] seconds of cuts and
+impacts, ``beat_times`` list[float64], ``tempo`` float64 BPM, ``key`` string (e.g. "A"), ``mode`` string
+("major"/"minor"), ``program`` int64 (General MIDI program).
+
+Cached features (``data.features``, optional) are extra columns whose names carry a short hash of the settings that
+produced them, so a different preset never reuses stale features (see ``feature_key``):
+``semantic__<key>`` float16 [Tc, Dc], ``semantic_times__<key>`` float32 [Tc], ``motion__<key>`` float32 [Tf, Dm],
+``motion_times__<key>`` float32 [Tf], ``codes__<key>`` int16/int32 [K, T].
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+SPLITS = ("train", "test", "validation")
+MUSIC_SAMPLE_RATE = 32_000
+
+REQUIRED_COLUMNS = ("id", "video_id", "video_path", "music_path", "start", "duration", "title", "tags")
+GROUND_TRUTH_COLUMNS = ("event_times", "beat_times", "tempo", "key", "mode", "program")
+
+
+def clip_features():
+    """The ``datasets.Features`` of a clip row (ground truth included, possibly ``None``)."""
+    from datasets import Features, Sequence, Value
+
+    return Features(
+        {
+            "id": Value("string"),
+            "video_id": Value("string"),
+            "video_path": Value("string"),
+            "music_path": Value("string"),
+            "start": Value("float64"),
+            "duration": Value("float64"),
+            "title": Value("string"),
+            "tags": Sequence(Value("string")),
+            "event_times": Sequence(Value("float64")),
+            "beat_times": Sequence(Value("float64")),
+            "tempo": Value("float64"),
+            "key": Value("string"),
+            "mode": Value("string"),
+            "program": Value("int64"),
+        }
+    )
+
+
+def feature_key(kind: str, settings: dict) -> str:
+    """A short stable hash naming cached features: same ``kind`` + same settings -> same column name.
+
+    Args:
+        kind: "semantic", "motion" or "codes".
+        settings: everything that changes the features (encoder names, pretrained tags, fps, sizes, codec id).
+    """
+    blob = json.dumps({"kind": kind, **settings}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def write_schema_file(dataset_dir: str | Path, source: str, **extra) -> None:
+    """Record the schema version and producer beside the dataset (read back by ``check_schema``)."""
+    info = {"schema_version": SCHEMA_VERSION, "source": source, **extra}
+    path = Path(dataset_dir) / "schema.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    tmp.replace(path)
+
+
+def check_schema(dataset_dir: str | Path) -> dict:
+    """Read ``schema.json`` and refuse datasets written by an incompatible schema version."""
+    path = Path(dataset_dir) / "schema.json"
+    if not path.is_file():
+        raise ValueError(f"{dataset_dir} is not a clip dataset (no schema.json); make one with data.curate or data.synthetic")
+    info = json.loads(path.read_text())
+    if info.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{dataset_dir}: schema version {info.get('schema_version')} (this code reads {SCHEMA_VERSION})")
+    return info

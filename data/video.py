@@ -1,0 +1,164 @@
+"""Video probing and single-pass frame sampling for both streams (PyAV).
+
+Why one pass: decoding dominates feature extraction, so each video is decoded once and every decoded frame is
+offered to both samplers — the semantic grid (``clip_fps``, colour, CLIP size) and the motion grid (``flow_fps``,
+small greyscale). Frames are scaled down by libswscale while they are converted, never held at full size, and
+only the sampled frames are kept.
+
+Sampling is by presentation time, so variable-frame-rate video works: grid point ``k`` of a stream at ``fps`` is
+the first decoded frame whose time is at or after ``start + k / fps``; a source slower than the grid yields fewer
+samples (each with its true timestamp) instead of duplicates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+
+class VideoError(ValueError):
+    """A file that cannot be used as a video; the message is one line meant for the user."""
+
+
+@dataclass
+class VideoInfo:
+    path: str
+    duration: float  # seconds of the video stream (container duration when the stream has none)
+    fps: float  # average frame rate (0 when unknown)
+    width: int
+    height: int
+    has_audio: bool
+
+
+@dataclass
+class SampledFrames:
+    """Frames for the two streams, each with presentation times in seconds from the clip start.
+
+    clip_frames: uint8 [Nc, S, S, 3] RGB, short side resized to S then centre-cropped (CLIP's preprocessing).
+    flow_frames: uint8 [Nf, h, w] greyscale, width ``flow_width``, height keeping the aspect ratio.
+    """
+
+    clip_frames: np.ndarray
+    clip_times: np.ndarray
+    flow_frames: np.ndarray
+    flow_times: np.ndarray
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"{path}: no such file")
+    if path.is_dir():
+        raise VideoError(f"{path}: is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file")
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError) as error:
+        raise VideoError(f"{path}: not a readable video ({_short(error)})") from None
+
+
+def _short(error: Exception) -> str:
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Read stream metadata without decoding; raise ``VideoError`` when there is no video stream."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise VideoError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        duration = 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        if duration <= 0 and container.duration is not None:
+            duration = container.duration / av.time_base
+        fps = float(stream.average_rate) if stream.average_rate else 0.0
+        return VideoInfo(str(path), duration, fps, stream.codec_context.width, stream.codec_context.height,
+                         bool(container.streams.audio))
+
+
+class _GridSampler:
+    """Selects, from frames arriving in time order, the first frame at or after each grid time."""
+
+    def __init__(self, fps: float, start: float):
+        self.period = 1.0 / fps
+        self.start = start
+        self.next_index = 0
+
+    def wants(self, time: float) -> bool:
+        """True when ``time`` reaches the next grid point; skips grid points the frame has passed."""
+        next_time = self.start + self.next_index * self.period
+        if time + 1e-6 < next_time:
+            return False
+        self.next_index = int((time - self.start + 1e-6) // self.period) + 1
+        return True
+
+
+def _clip_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    """[H, W, 3] -> [size, size, 3]: resize the short side to ``size``, then centre-crop (as CLIP does)."""
+    h, w = rgb.shape[:2]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return resized[top:top + size, left:left + size]
+
+
+def _flow_grey(rgb: np.ndarray, width: int) -> np.ndarray:
+    """[H, W, 3] -> [h, width] greyscale, aspect ratio kept (at least 8 pixels high)."""
+    h, w = rgb.shape[:2]
+    height = max(8, round(h * width / w))
+    return cv2.cvtColor(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+
+
+def _conversion_size(width: int, height: int, clip_size: int, flow_width: int) -> tuple[int, int]:
+    """Smallest size (even numbers) still large enough for both streams: decode-time downscaling saves most work."""
+    need_short = max(clip_size, 8)
+    scale = min(1.0, max(need_short / min(width, height), flow_width / width))
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def sample_frames(path: str | Path, clip_fps: float, clip_size: int, flow_fps: float, flow_width: int,
+                  start: float = 0.0, max_seconds: float | None = None) -> SampledFrames:
+    """Decode ``path`` once from ``start`` for up to ``max_seconds`` and sample frames for both streams.
+
+    Raises ``VideoError`` (one line) for files that are missing, not videos, have no video stream, or are
+    truncated so that no frame decodes.
+    """
+    clip_grid, flow_grid = _GridSampler(clip_fps, start), _GridSampler(flow_fps, start)
+    clips, clip_times, flows, flow_times = [], [], [], []
+    end = start + max_seconds if max_seconds is not None else float("inf")
+    with _open(path) as container:
+        if not container.streams.video:
+            raise VideoError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        size = _conversion_size(stream.codec_context.width or 256, stream.codec_context.height or 256,
+                                clip_size, flow_width)
+        if start > 0:
+            container.seek(int(start / stream.time_base), stream=stream, backward=True)
+        try:
+            for frame in container.decode(stream):
+                if frame.time is None or frame.time < start - 1e-6:
+                    continue
+                if frame.time >= end:
+                    break
+                take_clip, take_flow = clip_grid.wants(frame.time), flow_grid.wants(frame.time)
+                if not (take_clip or take_flow):
+                    continue
+                rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                if take_clip:
+                    clips.append(_clip_crop(rgb, clip_size)), clip_times.append(frame.time - start)
+                if take_flow:
+                    flows.append(_flow_grey(rgb, flow_width)), flow_times.append(frame.time - start)
+        except av.error.FFmpegError as error:
+            where = f" after {flow_times[-1] + start:.1f} s" if flow_times else ""
+            raise VideoError(f"{path}: video is corrupt or truncated{where} ({_short(error)})") from None
+    if not flows:
+        raise VideoError(f"{path}: no video frame could be decoded" + (f" after {start:.1f} s" if start else ""))
+    return SampledFrames(np.stack(clips), np.asarray(clip_times, np.float32),
+                         np.stack(flows), np.asarray(flow_times, np.float32))

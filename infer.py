@@ -1,0 +1,117 @@
+"""Give it a video, get the video back with generated music.
+
+    python infer.py --video IN.mp4 --out OUT.mp4 [--model DIR_OR_HUB_ID | --config PRESET] [--seed N]
+                    [--guidance-scale G] [--wav-out OUT.wav] [--max-seconds S]
+
+Reads top to bottom: check arguments, load the model, extract features (one decode), generate, write atomically.
+Every failure a user can cause ends with a one-line ``error: ...`` on stderr and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from cli import quiet_libraries, run_cli, UserError
+
+MAX_SECONDS = 30.0  # one window; windowed continuation for longer videos is a later feature
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Generate background music for a video.")
+    parser.add_argument("--video", required=True, type=Path, help="input video file")
+    parser.add_argument("--out", required=True, type=Path, help="output .mp4: the input video with the new music")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", default=None, help="trained model: a save_pretrained folder or a Hub repo id "
+                                                        "(default: the project's default model)")
+    source.add_argument("--config", default=None, help="build an UNTRAINED model from a preset (tiny, small, "
+                                                         "medium) or YAML file, e.g. to check a setup")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same music)")
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="classifier-free guidance scale, >= 1 (default: the model's, about 3)")
+    parser.add_argument("--wav-out", type=Path, default=None, help="also write the music alone as WAV")
+    parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
+                        help=f"music covers at most this many seconds from the start (at most {MAX_SECONDS:g})")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    return parser.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse impossible requests before loading anything heavy."""
+    if args.out.suffix.lower() != ".mp4":
+        raise UserError(f"--out must end in .mp4, got {args.out}")
+    if not args.video.exists():
+        raise UserError(f"{args.video}: no such file")
+    if args.video.is_dir():
+        raise UserError(f"{args.video}: is a directory, not a video file")
+    for out in filter(None, (args.out, args.wav_out)):
+        if out.resolve() == args.video.resolve():
+            raise UserError(f"{out} is the input video: choose another output path (the input is never overwritten)")
+        if out.exists() and out.is_dir():
+            raise UserError(f"{out}: is a directory")
+        if not out.parent.is_dir():
+            raise UserError(f"{out.parent}: output folder does not exist")
+    if args.guidance_scale is not None and not args.guidance_scale >= 1.0:
+        raise UserError(f"--guidance-scale must be >= 1, got {args.guidance_scale}")
+    if not 0 < args.max_seconds <= MAX_SECONDS:
+        raise UserError(f"--max-seconds must be in (0, {MAX_SECONDS:g}], got {args.max_seconds}")
+
+
+def load_model(args: argparse.Namespace):
+    from model.v2m import DEFAULT_MODEL, DEFAULT_MODEL_IS_UNTRAINED, VideoToMusic
+
+    if args.config is not None:
+        print(f"note: model built from preset {args.config!r} with UNTRAINED fusion and adapters: expect noise",
+              file=sys.stderr)
+        return VideoToMusic.from_config(args.config)
+    name = args.model or DEFAULT_MODEL
+    if name == DEFAULT_MODEL and DEFAULT_MODEL_IS_UNTRAINED:
+        print("note: the default model is a tiny UNTRAINED network (random weights): the pipeline runs end to end, "
+              "but the music is noise. Pass --model with a trained model.", file=sys.stderr)
+    return VideoToMusic.from_pretrained(name)
+
+
+def music_seconds(video: Path, max_seconds: float) -> float:
+    """How much music to make: the video's length, capped; says so when the video is longer."""
+    from data.video import probe_video
+
+    info = probe_video(video)
+    if info.duration <= 0:
+        return max_seconds
+    if info.duration > max_seconds:
+        print(f"note: the video is {info.duration:.1f} s long; music covers the first {max_seconds:.1f} s only",
+              file=sys.stderr)
+    return min(info.duration, max_seconds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    run_cli(lambda: run(args), debug=args.debug)
+
+
+def run(args: argparse.Namespace) -> None:
+    check_args(args)
+    quiet_libraries()
+    from data.media import mux_music, peak_normalise, temporary_sibling, write_wav
+
+    started = time.perf_counter()
+    seconds = music_seconds(args.video, args.max_seconds)
+    model = load_model(args).eval()
+    features = model.extract_features(args.video, max_seconds=seconds)
+    seconds = min(seconds, features.duration)
+    wav = model.generate([features], seconds, seed=args.seed, guidance_scale=args.guidance_scale, progress=True)
+    music = peak_normalise(wav[0].numpy())
+    tmp_wav = temporary_sibling(args.out, ".wav")
+    try:
+        write_wav(tmp_wav, music, model.sample_rate)
+        mux_music(args.video, tmp_wav, args.out)
+        if args.wav_out is not None:
+            write_wav(args.wav_out, music, model.sample_rate)
+    finally:
+        tmp_wav.unlink(missing_ok=True)
+    print(f"wrote {args.out} ({seconds:.1f} s of music, seed {args.seed}) in {time.perf_counter() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""Typed configuration for every part of the system, loaded from YAML presets.
+
+Why dataclasses: a preset is read once, validated once (unknown keys, wrong types and impossible values raise
+with the offending value), and then only *builders* read it; modules take plain arguments (see STYLE.md).
+
+A preset YAML has one section per dataclass below::
+
+    semantic: {model_name: ViT-B-32, pretrained: openai, clip_fps: 2.0, ...}
+    motion:   {flow_fps: 10.0, algorithm: dis, ...}
+    fusion:   {d_fuse: 256, ...}
+    decoder:  {base: facebook/musicgen-small, quantization: none, ...}
+    lora:     {r: 16, alpha: 32, ...}
+    guidance: {condition_dropout: 0.2, scale: 3.0}
+    generation: {top_k: 250, temperature: 1.0, max_seconds: 30.0}
+    train:    {lr: 1e-4, ...}
+
+Overrides from the command line use dotted keys: ``train.lr=3e-4 lora.r=8``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config or override that cannot be used; the message names the key and the value."""
+
+
+@dataclass
+class SemanticConfig:
+    """Semantic stream: a frozen open_clip image encoder applied to frames sampled at ``clip_fps``.
+
+    ``random_init`` (a dict of open_clip model-config fields) builds a randomly initialised CLIP of the same classes
+    instead of loading ``pretrained`` weights: used by the tiny preset and the tests.
+    """
+
+    model_name: str = "ViT-B-32"
+    pretrained: str | None = "openai"
+    clip_fps: float = 2.0
+    batch_size: int = 16
+    random_init: dict | None = None
+
+    def validate(self) -> None:
+        _positive("semantic.clip_fps", self.clip_fps)
+        _positive("semantic.batch_size", self.batch_size)
+
+
+@dataclass
+class MotionConfig:
+    """Motion stream: dense optical flow on small greyscale frames sampled at ``flow_fps``.
+
+    ``width`` is the width flow is computed at (height keeps the aspect ratio); magnitudes are divided by it so
+    features do not depend on the input resolution.
+    """
+
+    flow_fps: float = 10.0
+    algorithm: str = "dis"  # "dis" (fast, default) or "farneback"
+    width: int = 128
+    direction_bins: int = 8
+    grid: int = 4
+
+    def validate(self) -> None:
+        _positive("motion.flow_fps", self.flow_fps)
+        _positive("motion.width", self.width)
+        _positive("motion.direction_bins", self.direction_bins)
+        _positive("motion.grid", self.grid)
+        if self.algorithm not in ("dis", "farneback"):
+            raise ConfigError(f"motion.algorithm must be 'dis' or 'farneback', got {self.algorithm!r}")
+        if self.width < 16:
+            raise ConfigError(f"motion.width must be at least 16 pixels, got {self.width}")
+
+    @property
+    def feature_dim(self) -> int:
+        """4 magnitude statistics + direction histogram + grid x grid magnitudes + frame difference + cut score."""
+        return 4 + self.direction_bins + self.grid * self.grid + 2
+
+
+@dataclass
+class FusionConfig:
+    """Temporal cross-attention fusion (trainable, full precision).
+
+    ``use_motion: false`` is the "w/o motion" ablation: the semantic tokens alone form the sequence.
+    """
+
+    d_fuse: int = 256
+    heads: int = 4
+    cross_layers: int = 1
+    self_layers: int = 2
+    dropout: float = 0.1
+    use_motion: bool = True
+    max_period_seconds: float = 60.0
+
+    def validate(self) -> None:
+        _positive("fusion.d_fuse", self.d_fuse)
+        _positive("fusion.heads", self.heads)
+        _positive("fusion.max_period_seconds", self.max_period_seconds)
+        if self.d_fuse % self.heads:
+            raise ConfigError(f"fusion.d_fuse ({self.d_fuse}) must be divisible by fusion.heads ({self.heads})")
+        if self.cross_layers < 0 or self.self_layers < 0:
+            raise ConfigError("fusion.cross_layers and fusion.self_layers must be >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"fusion.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class DecoderConfig:
+    """The MusicGen decoder and its audio codec.
+
+    ``base`` is a Hub id or a local folder of a ``MusicgenForConditionalGeneration`` checkpoint: its decoder and
+    EnCodec are used, its T5 text encoder is dropped. ``random_init`` (a dict with ``decoder`` and ``codec`` config
+    fields) builds randomly initialised versions of the same classes instead (tiny: tests and the untrained
+    default model; real sizes: benchmarks without downloads).
+    """
+
+    base: str = "facebook/musicgen-small"
+    quantization: str = "none"  # "none", "8bit" or "4bit" (NF4, QLoRA)
+    compute_dtype: str = "float32"  # "float32", "bfloat16" or "float16"
+    gradient_checkpointing: bool = False
+    random_init: dict | None = None
+
+    def validate(self) -> None:
+        if self.quantization not in ("none", "8bit", "4bit"):
+            raise ConfigError(f"decoder.quantization must be none, 8bit or 4bit, got {self.quantization!r}")
+        if self.compute_dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"decoder.compute_dtype must be float32, bfloat16 or float16, got {self.compute_dtype!r}")
+
+
+@dataclass
+class LoraConfig:
+    """peft LoRA on the decoder's attention projections; targets are module-name suffixes."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    targets: list[str] = field(
+        default_factory=lambda: [
+            "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
+            "encoder_attn.q_proj", "encoder_attn.k_proj", "encoder_attn.v_proj", "encoder_attn.out_proj",
+        ]
+    )
+
+    def validate(self) -> None:
+        _positive("lora.r", self.r)
+        _positive("lora.alpha", self.alpha)
+        if not self.targets:
+            raise ConfigError("lora.targets must name at least one module")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class GuidanceConfig:
+    """Classifier-free guidance: the training dropout rate and the inference scale sit together (audiocraft)."""
+
+    condition_dropout: float = 0.2
+    scale: float = 3.0
+
+    def validate(self) -> None:
+        if not 0.0 <= self.condition_dropout <= 1.0:
+            raise ConfigError(f"guidance.condition_dropout must be in [0, 1], got {self.condition_dropout}")
+        if self.scale < 1.0:
+            raise ConfigError(f"guidance.scale must be >= 1 (1 disables guidance), got {self.scale}")
+
+
+@dataclass
+class GenerationConfig:
+    """Sampling defaults (MusicGen's: top-k 250, temperature 1)."""
+
+    top_k: int = 250
+    temperature: float = 1.0
+    max_seconds: float = 30.0
+
+    def validate(self) -> None:
+        _positive("generation.top_k", self.top_k)
+        _positive("generation.temperature", self.temperature)
+        _positive("generation.max_seconds", self.max_seconds)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping for ``train.py``."""
+
+    dataset: str = ""
+    output_dir: str = "runs/default"
+    seed: int = 0
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_steps: int = 1000
+    clip_seconds: float = 30.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"  # accelerate's values: "no", "bf16", "fp16"
+    eval_every: int = 200
+    save_every: int = 200
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    num_workers: int = 0
+    push_to_hub: str | None = None
+
+    def validate(self) -> None:
+        for name in ("batch_size", "grad_accum", "lr", "max_steps", "clip_seconds", "eval_every", "save_every",
+                     "keep_checkpoints", "log_every"):
+            _positive(f"train.{name}", getattr(self, name))
+        if self.warmup_steps < 0 or self.num_workers < 0:
+            raise ConfigError("train.warmup_steps and train.num_workers must be >= 0")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ConfigError(f"train.mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+
+
+@dataclass
+class V2MConfig:
+    """The whole system; ``validate`` also checks invariants that span parts."""
+
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "V2MConfig":
+        for part in dataclasses.fields(self):
+            getattr(self, part.name).validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _positive(name: str, value: Any) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    """Return ``value`` converted to ``annotation`` when that is lossless (int -> float), else raise."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(key, value, option)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(annotation) or (Any,)
+        return [_check_type(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if annotation is Any:
+        return value
+    if annotation is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:  # YAML 1.1 reads "1e-4" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if annotation is dict and isinstance(value, dict):
+        return value
+    if isinstance(annotation, type) and isinstance(value, annotation) and not (
+        annotation is int and isinstance(value, bool)
+    ):
+        return value
+    raise ConfigError(f"{key} must be {getattr(annotation, '__name__', annotation)}, got {type(value).__name__} {value!r}")
+
+
+def _section_from_dict(cls: type, data: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) in '{prefix}': {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _check_type(f"{prefix}.{k}", v, hints[k]) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> V2MConfig:
+    """Build and validate a ``V2MConfig`` from nested dicts; unknown sections or keys raise ``ConfigError``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    hints = typing.get_type_hints(V2MConfig)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(unknown)} (known: {', '.join(hints)})")
+    sections = {}
+    for name, cls in hints.items():
+        section = data.get(name) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"config section '{name}' must be a mapping, got {type(section).__name__}")
+        sections[name] = _section_from_dict(cls, section, name)
+    return V2MConfig(**sections).validate()
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """``tiny`` -> ``configs/tiny.yaml``; a path is used as it is."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    return PRESET_DIR / f"{name_or_path}.yaml"
+
+
+def load_config(name_or_path: str = "tiny", overrides: list[str] | None = None) -> V2MConfig:
+    """Load a preset by name (``tiny``, ``small``, ``medium``, ``demo``) or YAML path, apply ``a.b=value`` overrides."""
+    path = resolve_preset(name_or_path)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+        raise ConfigError(f"no config {name_or_path!r} (presets: {known}; or give a .yaml path)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    return config_from_dict(apply_overrides(data, overrides or []))
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` strings; values are parsed as YAML (``3e-4``, ``true``, ``[a, b]``)."""
+    data = {k: dict(v or {}) for k, v in data.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: value is not valid YAML") from None
+        if isinstance(value, str) and value.lower() in ("none", "null"):
+            value = None
+        data.setdefault(parts[0], {})[parts[1]] = value
+    return data

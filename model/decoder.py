@@ -1,0 +1,81 @@
+"""Build the MusicGen decoder (optionally 4/8-bit, with LoRA) and its EnCodec from a ``DecoderConfig``.
+
+Real presets load a ``MusicgenForConditionalGeneration`` checkpoint (Hub id or folder) and keep two of its three
+parts: the decoder (``MusicgenForCausalLM``, which reads ``encoder_hidden_states`` at its own width) and the
+EnCodec. The T5 text encoder is dropped: our condition is the fused video sequence.
+"""
+from __future__ import annotations
+
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import get_peft_model, prepare_model_for_kbit_training
+from transformers import (BitsAndBytesConfig, EncodecConfig, EncodecModel, MusicgenConfig, MusicgenDecoderConfig,
+                          MusicgenForCausalLM, MusicgenForConditionalGeneration, T5Config)
+
+from model.config import DecoderConfig, LoraConfig
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# Modules kept in full precision when the decoder is quantized: the output heads and token embeddings are small
+# and sensitive; the codec and text encoder are not part of the decoder. Names are full paths in the checkpoint.
+SKIP_QUANTIZATION = ["text_encoder", "audio_encoder", "enc_to_dec_proj", "decoder.lm_heads", "decoder.model.decoder.embed_tokens"]
+
+
+def random_musicgen(sizes: dict, seed: int = 0) -> MusicgenForConditionalGeneration:
+    """A randomly initialised MusicGen of the same classes, from ``sizes = {decoder: {...}, codec: {...}}`` (config fields).
+
+    Seeded, so the project's untrained default model is the same on every machine.
+    """
+    decoder = MusicgenDecoderConfig(**{"num_codebooks": 4, **sizes.get("decoder", {})})
+    decoder.pad_token_id = decoder.bos_token_id = decoder.decoder_start_token_id = decoder.vocab_size
+    codec = EncodecConfig(**{"sampling_rate": 32000, "audio_channels": 1, **sizes.get("codec", {})})
+    text = T5Config(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=decoder)
+    config.decoder_start_token_id = config.pad_token_id = decoder.vocab_size
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = MusicgenForConditionalGeneration(config).eval()
+        _randomise_codebooks(model.audio_encoder)
+    return model
+
+
+@torch.no_grad()
+def _randomise_codebooks(codec: EncodecModel) -> None:
+    """EnCodec's codebooks are zero-initialised buffers (filled only by pretrained weights), so a random codec would
+    decode every code to the same sound; random codebooks make different codes sound different."""
+    for layer in codec.quantizer.layers:
+        layer.codebook.embed.normal_()
+
+
+def _quantization(cfg: DecoderConfig) -> BitsAndBytesConfig | None:
+    if cfg.quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=DTYPES[cfg.compute_dtype],
+                                  llm_int8_skip_modules=SKIP_QUANTIZATION)
+    if cfg.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=SKIP_QUANTIZATION)
+    return None
+
+
+def load_musicgen(cfg: DecoderConfig) -> tuple[MusicgenForCausalLM, EncodecModel]:
+    """(decoder, codec) from ``cfg.random_init`` or from ``cfg.base`` (Hub id or local folder; weights download once)."""
+    if cfg.random_init is not None:
+        full = random_musicgen(cfg.random_init)
+    else:
+        full = MusicgenForConditionalGeneration.from_pretrained(
+            cfg.base, quantization_config=_quantization(cfg), dtype=DTYPES[cfg.compute_dtype])
+    decoder, codec = full.decoder, full.audio_encoder.float()
+    del full.text_encoder
+    return decoder, codec
+
+
+def add_lora(decoder: MusicgenForCausalLM, lora: LoraConfig, quantized: bool, gradient_checkpointing: bool):
+    """Freeze the decoder and wrap it with peft LoRA adapters on ``lora.targets`` (module-name suffixes)."""
+    decoder.requires_grad_(False)
+    if quantized:
+        decoder = prepare_model_for_kbit_training(decoder, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=list(lora.targets), bias="none")
+    return get_peft_model(decoder, peft_config)

@@ -1,0 +1,93 @@
+"""Temporal cross-attention fusion of the semantic and motion streams, projected to the decoder's hidden size.
+
+Where a frame becomes a token: each stream's features are projected to ``d_fuse`` and given a sinusoidal embedding
+of their *timestamp in seconds*, so a flow token at 3.1 s and a CLIP token at 3.0 s look close in time whatever the
+sampling rates. Motion tokens then attend to semantic tokens along time (cross-attention: "what kind of scene is
+this motion in"), and a few self-attention layers run over the union of both token sets. The result, one token per
+input token, is projected to the MusicGen decoder width and read by its cross-attention.
+
+Keeping the semantic tokens in the output sequence means a clip with no motion tokens (a single frame, or the
+"w/o motion" ablation) still has a condition, and a batch never contains a fully masked row.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from model.features import FeatureBatch
+
+
+def timestamp_embedding(times: torch.Tensor, dim: int, max_period: float, min_period: float = 0.05) -> torch.Tensor:
+    """Sinusoidal embedding of times in seconds: [B, T] -> [B, T, dim].
+
+    Periods are spaced geometrically from ``min_period`` (resolves 10-20 fps frames) to ``max_period`` (a whole clip),
+    unlike token-index embeddings whose meaning depends on the frame rate.
+    """
+    half = dim // 2
+    periods = torch.exp(torch.linspace(math.log(min_period), math.log(max_period), half, device=times.device))
+    angles = 2 * math.pi * times[..., None].float() / periods  # [B, T, half]
+    embedding = torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return nn.functional.pad(embedding, (0, dim - 2 * half))
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-LayerNorm block: queries attend to a context sequence, then a feed-forward layer."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm_query, self.norm_context = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.feed_forward = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim))
+
+    def forward(self, query: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+        """query [B, Tq, D], context [B, Tc, D], context_mask [B, Tc] (True = real) -> [B, Tq, D]."""
+        context = self.norm_context(context)
+        attended, _ = self.attention(self.norm_query(query), context, context, key_padding_mask=~context_mask,
+                                     need_weights=False)
+        query = query + attended
+        return query + self.feed_forward(self.norm_ff(query))
+
+
+class TemporalFusion(nn.Module):
+    """(semantic [B, Tc, Dc], motion [B, Tf, Dm], their times and masks) -> (hidden [B, Tf + Tc, Ddec], mask)."""
+
+    def __init__(self, semantic_dim: int, motion_dim: int, decoder_dim: int, d_fuse: int = 256, heads: int = 4,
+                 cross_layers: int = 1, self_layers: int = 2, dropout: float = 0.1, use_motion: bool = True,
+                 max_period_seconds: float = 60.0):
+        super().__init__()
+        self.use_motion, self.d_fuse, self.max_period = use_motion, d_fuse, max_period_seconds
+        self.semantic_in = nn.Sequential(nn.Linear(semantic_dim, d_fuse), nn.LayerNorm(d_fuse))
+        self.motion_in = nn.Sequential(nn.Linear(motion_dim, d_fuse), nn.LayerNorm(d_fuse))
+        self.stream_embedding = nn.Parameter(torch.zeros(2, d_fuse))  # tells semantic and motion tokens apart
+        self.cross = nn.ModuleList([CrossAttentionBlock(d_fuse, heads, dropout) for _ in range(cross_layers)])
+        self.self_attention = nn.ModuleList([
+            nn.TransformerEncoderLayer(d_fuse, heads, 4 * d_fuse, dropout, activation="gelu", batch_first=True,
+                                       norm_first=True)
+            for _ in range(self_layers)
+        ])
+        self.norm = nn.LayerNorm(d_fuse)
+        self.project = nn.Linear(d_fuse, decoder_dim)
+
+    def _embed(self, features: torch.Tensor, times: torch.Tensor, proj: nn.Module, stream: int) -> torch.Tensor:
+        """[B, T, D_in] + times [B, T] -> [B, T, d_fuse]."""
+        time = timestamp_embedding(times, self.d_fuse, self.max_period)
+        return proj(features) + time + self.stream_embedding[stream]
+
+    def forward(self, batch: FeatureBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns encoder hidden states [B, L, Ddec] and their attention mask [B, L] (long, 1 = real token)."""
+        semantic = self._embed(batch.semantic, batch.semantic_times, self.semantic_in, 0)  # [B, Tc, d]
+        tokens, mask = semantic, batch.semantic_mask
+        if self.use_motion and batch.motion_mask.any():
+            motion = self._embed(batch.motion, batch.motion_times, self.motion_in, 1)  # [B, Tf, d]
+            for block in self.cross:
+                motion = block(motion, semantic, batch.semantic_mask)
+            tokens = torch.cat([motion, semantic], dim=1)  # [B, Tf + Tc, d]
+            mask = torch.cat([batch.motion_mask, batch.semantic_mask], dim=1)
+        for layer in self.self_attention:
+            tokens = layer(tokens, src_key_padding_mask=~mask)
+        hidden = self.project(self.norm(tokens))  # [B, L, Ddec]
+        return hidden * mask[..., None], mask.long()
+

@@ -1,0 +1,54 @@
+"""Presets load into typed configs; unknown keys, wrong types and impossible values fail with a clear message."""
+from __future__ import annotations
+
+import pytest
+
+from model.config import ConfigError, config_from_dict, load_config
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "medium"])
+def test_presets_load_and_validate(preset):
+    config = load_config(preset)
+    assert config.semantic.clip_fps == 2.0 and config.motion.flow_fps == 10.0
+
+
+def test_real_presets_name_the_hub_models():
+    small, medium = load_config("small"), load_config("medium")
+    assert small.decoder.base == "facebook/musicgen-small" and small.semantic.model_name == "ViT-B-32"
+    assert small.semantic.pretrained == "openai" and small.decoder.random_init is None
+    assert medium.decoder.base == "facebook/musicgen-medium" and medium.decoder.quantization == "4bit"
+
+
+def test_overrides_parse_values_as_yaml():
+    config = load_config("tiny", ["train.lr=3e-4", "lora.targets=[self_attn.q_proj]", "fusion.use_motion=false",
+                                  "semantic.pretrained=none"])
+    assert config.train.lr == 3e-4 and config.lora.targets == ["self_attn.q_proj"]
+    assert config.fusion.use_motion is False and config.semantic.pretrained is None
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"fusion": {"dfuse": 3}}, "unknown config key"),
+    ({"fusoin": {}}, "unknown config section"),
+    ({"motion": {"flow_fps": 0}}, "motion.flow_fps must be > 0"),
+    ({"motion": {"flow_fps": "fast"}}, "motion.flow_fps must be float"),
+    ({"semantic": {"clip_fps": -2}}, "semantic.clip_fps must be > 0"),
+    ({"fusion": {"d_fuse": 30, "heads": 4}}, "divisible"),
+    ({"decoder": {"quantization": "3bit"}}, "decoder.quantization"),
+    ({"train": {"batch_size": True}}, "train.batch_size must be int"),
+    ({"lora": {"targets": "q_proj"}}, "lora.targets must be a list"),
+    ({"guidance": {"scale": 0.5}}, "guidance.scale"),
+])
+def test_bad_values_are_refused(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+
+
+@pytest.mark.parametrize("override", ["train.lr", "lr=1", "a.b.c=1"])
+def test_malformed_overrides(override):
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config("tiny", [override])
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="presets: .*tiny"):
+        load_config("huge")

@@ -1,0 +1,80 @@
+"""Both streams on a generated video: shapes, timestamps, one decode, and the motion features see what moves."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data.video import VideoError, probe_video, sample_frames
+from model.config import MotionConfig
+from model.motion import motion_features
+from tests.conftest import write_video
+
+
+def test_probe_reads_duration_size_and_audio(tmp_path):
+    path = write_video(tmp_path / "a.mp4", seconds=2.0, audio=True)
+    info = probe_video(path)
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+    assert (info.width, info.height) == (96, 64) and info.has_audio
+
+
+def test_sampled_frames_follow_both_grids(video_path):
+    frames = sample_frames(video_path, clip_fps=2.0, clip_size=32, flow_fps=10.0, flow_width=64)
+    assert frames.clip_frames.shape == (6, 32, 32, 3)  # 3 s at 2 fps
+    assert frames.flow_frames.shape[0] == 30 and frames.flow_frames.shape[2] == 64  # 3 s at 10 fps
+    assert np.allclose(frames.clip_times, np.arange(6) * 0.5, atol=1 / 24)
+    assert np.allclose(frames.flow_times, np.arange(30) * 0.1, atol=1 / 24)
+
+
+def test_window_start_and_length(video_path):
+    frames = sample_frames(video_path, 2.0, 32, 10.0, 64, start=1.0, max_seconds=1.0)
+    assert frames.flow_frames.shape[0] == 10 and frames.clip_frames.shape[0] == 2
+    assert frames.flow_times[0] == pytest.approx(0.0, abs=1 / 24)  # times restart at the window start
+
+
+def test_slow_source_gives_fewer_samples_with_true_times(tmp_path):
+    path = write_video(tmp_path / "slow.mp4", seconds=2.0, fps=5)
+    frames = sample_frames(path, 2.0, 32, 10.0, 64)
+    assert frames.flow_frames.shape[0] == 10  # 5 fps source: one sample per frame, no duplicates
+    assert np.allclose(np.diff(frames.flow_times), 0.2, atol=1e-3)
+
+
+def test_motion_features_shape_and_what_they_measure(video_path):
+    cfg = MotionConfig(width=64)
+    frames = sample_frames(video_path, 2.0, 32, 10.0, 64)
+    features, times = motion_features(frames.flow_frames, frames.flow_times, cfg)
+    assert features.shape == (29, cfg.feature_dim) and times.shape == (29,)
+    assert np.allclose(times, frames.flow_times[1:])
+    directions = features[:, 4:4 + cfg.direction_bins]
+    assert np.allclose(directions.sum(1)[features[:, 0] > 1e-4], 1.0, atol=1e-4)
+    cut_score = features[:, -1]
+    cuts = np.abs(times - np.round(times)) < 0.05  # the background jumps at 1 s and 2 s
+    assert cut_score[cuts].min() > 3 * cut_score[~cuts].max()
+
+
+def test_single_frame_gives_empty_motion():
+    features, times = motion_features(np.zeros((1, 16, 16), np.uint8), np.zeros(1), MotionConfig(width=16))
+    assert features.shape == (0, MotionConfig(width=16).feature_dim) and times.shape == (0,)
+
+
+def test_farneback_is_selectable(video_path):
+    frames = sample_frames(video_path, 2.0, 32, 10.0, 64, max_seconds=0.5)
+    features, _ = motion_features(frames.flow_frames, frames.flow_times, MotionConfig(width=64, algorithm="farneback"))
+    assert features.shape[0] == 4 and np.isfinite(features).all()
+
+
+def test_extract_features_runs_both_streams(tiny_model, video_path):
+    features = tiny_model.extract_features(video_path)
+    assert features.semantic.shape == (6, tiny_model.semantic_encoder.dim)
+    assert features.motion.shape == (29, tiny_model.config.motion.feature_dim)
+    assert features.duration == pytest.approx(3.0, abs=0.05)
+    assert np.allclose(features.semantic.norm(dim=-1).numpy(), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("content, message", [(None, "no such file"), (b"", "empty file"),
+                                              (b"hello, not a video" * 50, "not a readable video")])
+def test_bad_files_raise_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "bad.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(VideoError, match=message):
+        sample_frames(path, 2.0, 32, 10.0, 64)

@@ -1,0 +1,1 @@
+"""Training internals used by ``train.py``: deterministic batches of clips and safe, resumable checkpoints."""

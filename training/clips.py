@@ -1,0 +1,132 @@
+"""Training batches from a clip dataset (``data/schema.py``), deterministic by step so a resumed run sees the same data.
+
+Each row gives video features and audio codes: read from cached columns when ``data.features`` has added them
+for this config, else computed once per clip (one decode, both streams, the codec) and kept in memory.
+A training example is a random ``clip_seconds`` crop of a clip, the same crop for features and codes.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from model.features import FeatureBatch, VideoFeatures
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be used for training; one line for the user."""
+
+
+@dataclass
+class Example:
+    features: VideoFeatures
+    codes: torch.Tensor  # [K, T] long
+
+
+def load_split(dataset_dir: str | Path, split: str):
+    """The ``split`` of a saved DatasetDict, checking the schema version first."""
+    from datasets import load_from_disk
+
+    from data.schema import check_schema
+
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise DatasetError(f"{dataset_dir}: dataset folder not found")
+    try:
+        check_schema(dataset_dir)
+        return load_from_disk(str(dataset_dir))[split]
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        raise DatasetError(f"{dataset_dir}: cannot read split {split!r} ({error})") from None
+
+
+def read_music(path: Path, sample_rate: int) -> torch.Tensor:
+    """WAV -> float32 [1, 1, S] mono at ``sample_rate`` (resampled with soxr via librosa if needed)."""
+    wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    wav = wav.mean(axis=1)
+    if rate != sample_rate:
+        import librosa
+
+        wav = librosa.resample(wav, orig_sr=rate, target_sr=sample_rate)
+    return torch.from_numpy(np.ascontiguousarray(wav))[None, None]
+
+
+class ClipSource:
+    """Examples of one split: ``example(i)`` returns the whole clip's features and codes."""
+
+    def __init__(self, dataset_dir: str | Path, split: str, model, log=print):
+        self.dir = Path(dataset_dir)
+        self.rows = load_split(self.dir, split)
+        self.model = model
+        self.memory: dict[int, Example] = {}
+        self.cached = self._cached_columns()
+        if len(self.rows):
+            log(f"{split}: {len(self.rows)} clips, features "
+                + ("from the cache" if self.cached else "computed on the fly (cache them with python -m data.features)"))
+
+    def _cached_columns(self):
+        try:
+            from data.features import cached_columns
+        except ImportError:
+            return None
+        return cached_columns(self.rows, self.model.config)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def example(self, index: int) -> Example:
+        if index not in self.memory:
+            self.memory[index] = self._read(index)
+        return self.memory[index]
+
+    def _read(self, index: int) -> Example:
+        row = self.rows[index]
+        if self.cached:
+            from data.features import row_features
+
+            features, codes = row_features(row, self.cached)
+            return Example(features, codes.long())
+        seconds = float(row["duration"])
+        features = self.model.extract_features(self.dir / row["video_path"], start=0.0, max_seconds=seconds)
+        music = read_music(self.dir / row["music_path"], self.model.sample_rate)
+        codes = self.model.codec.encode(music)[0]  # [K, T]
+        return Example(features, codes.long())
+
+
+def crop(example: Example, seconds: float, frame_rate: int, generator: torch.Generator | None) -> tuple[VideoFeatures, torch.Tensor]:
+    """A ``seconds`` crop at a random whole code frame (at the start when ``generator`` is None)."""
+    total = example.codes.shape[-1]
+    length = min(total, max(1, round(seconds * frame_rate)))
+    start = 0
+    if generator is not None and total > length:
+        start = int(torch.randint(0, total - length + 1, (1,), generator=generator))
+    features = example.features.crop(start / frame_rate, length / frame_rate)
+    return features, example.codes[:, start:start + length]
+
+
+def batch_indices(micro_step: int, batch_size: int, size: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
+    """Row indices for one micro-step on one process: epochs are seeded permutations, processes take disjoint slices.
+
+    Depends only on its arguments, so a resumed run (or another process) computes the same batches.
+    """
+    first = micro_step * batch_size * world + rank * batch_size
+    return [int(_permutation(size, seed, position // size)[position % size]) for position in range(first, first + batch_size)]
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(size: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def make_batch(source: ClipSource, indices: list[int], seconds: float, model,
+               generator: torch.Generator | None) -> tuple[FeatureBatch, torch.Tensor, torch.Tensor]:
+    """(features, codes [B, K, T] zero-padded, lengths [B]) for the given rows."""
+    crops = [crop(source.example(i), seconds, model.frame_rate, generator) for i in indices]
+    lengths = torch.tensor([codes.shape[-1] for _, codes in crops])
+    codes = torch.zeros(len(crops), crops[0][1].shape[0], int(lengths.max()), dtype=torch.long)
+    for b, (_, c) in enumerate(crops):
+        codes[b, :, : c.shape[-1]] = c
+    return model.collate([f for f, _ in crops]), codes, lengths
