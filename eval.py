@@ -1,0 +1,232 @@
+"""Evaluate generated music against reference music and the videos (DESIGN.md section 5).
+
+Score folders of wavs (clips matched by file stem; one sub-folder per system)::
+
+    python eval.py --generated gen/ --reference music/ --videos clips/ --out report/ \
+        [--metrics fad,kld,chroma,beat,av_align,clap] [--embedder vggish|clap|codec|mel]
+
+Generate every system on the same test clips, with the same seeds and lengths, then score them::
+
+    python eval.py generate --model default --dataset DATASET_DIR --split test \
+        --systems ours,no_motion,unconditional --out runs/eval1 [--seconds 10] [--seed 0] [--limit 20]
+
+Writes ``report.json`` (per clip and aggregate), ``report.md`` (systems x metrics, mean and 95 % bootstrap
+interval) and ``plots/*.png``. Metrics whose model weights cannot be loaded are reported as "not computed".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from scoring.audio import InputError
+
+SYSTEMS = ("ours", "no_motion", "unconditional")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def score_parser() -> argparse.ArgumentParser:
+    from scoring.runner import EMBEDDERS, METRICS, Settings
+
+    p = _Parser(prog="eval.py", description="Score generated music (see the module docstring).")
+    p.add_argument("--generated", required=True, help="folder of <clip_id>.wav, or of one sub-folder per system")
+    p.add_argument("--reference", help="folder of reference <clip_id>.wav (FAD, KLD, chroma, beat, CLAP need it)")
+    p.add_argument("--videos", help="folder of <clip_id>.mp4 (AV-Align needs it)")
+    p.add_argument("--out", required=True, help="report folder (created)")
+    p.add_argument("--metrics", help=f"comma list from {','.join(METRICS)} (default: all whose inputs exist)")
+    p.add_argument("--embedder", choices=EMBEDDERS, default="vggish",
+                   help="FAD embedder; 'mel' is weight-free log-mel statistics, not comparable to papers")
+    p.add_argument("--vggish-weights", help="local VGGish state dict (default: torch.hub cache / download)")
+    p.add_argument("--codec-model", default=Settings.codec_model, help="EncodecModel folder or Hub id")
+    p.add_argument("--clap-model", default=Settings.clap_model, help="ClapModel folder or Hub id")
+    p.add_argument("--tagger", default=Settings.tagger_model, help="ASTForAudioClassification folder or Hub id")
+    p.add_argument("--flow-width", type=int, help="compute AV-Align flow at this width (default: native size)")
+    p.add_argument("--chroma-argmax", action="store_true", help="one-hot chroma frames (audiocraft's argmax)")
+    p.add_argument("--max-plots", type=int, default=20, help="spectrogram plots for the first N clips")
+    p.add_argument("--fad-bootstrap", type=int, default=200, help="resamples for FAD's interval (0: none)")
+    return p
+
+
+def generate_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="eval.py generate", description="Generate each system on a dataset split, then score.")
+    p.add_argument("--model", required=True, help="model folder, Hub id, or 'default'")
+    p.add_argument("--dataset", required=True, help="DATASET_DIR written by data/ (datasets.save_to_disk)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list from {','.join(SYSTEMS)}")
+    p.add_argument("--out", required=True, help="writes OUT/<system>/<clip_id>.wav, OUT/reference, OUT/report")
+    p.add_argument("--seconds", type=float, help="music length per clip (default: the clip's duration)")
+    p.add_argument("--seed", type=int, default=0, help="clip i uses seed + i, the same for every system")
+    p.add_argument("--limit", type=int, help="only the first N clips of the split")
+    p.epilog = "Scoring options (--metrics, --embedder, --flow-width ...) are passed on to the scoring step."
+    return p
+
+
+def score(args: argparse.Namespace, only: list[str] | None = None) -> Path:
+    """Score the folders named in ``args``; write the report to ``args.out`` and return its path."""
+    from scoring.av_align import ONSET_SAMPLE_RATE
+    from scoring.report import build_report, clip_plot_path, plot_clip, write_report
+    from scoring.runner import Settings, choose_metrics, find_inputs, load_models, run_scoring
+
+    inputs = find_inputs(args.generated, args.reference, args.videos, only)
+    settings = Settings(metrics=choose_metrics(args.metrics, inputs), embedder=args.embedder,
+                        vggish_weights=args.vggish_weights, codec_model=args.codec_model, clap_model=args.clap_model,
+                        tagger_model=args.tagger, flow_width=args.flow_width, chroma_argmax=args.chroma_argmax,
+                        max_plots=args.max_plots, fad_bootstrap=args.fad_bootstrap)
+    out = _output_folder(args.out)
+    models = load_models(settings)
+
+    def on_clip(clip, tracks, motion):
+        plot_clip(clip_plot_path(out, clip), clip, tracks, motion, ONSET_SAMPLE_RATE)
+
+    results = run_scoring(inputs, settings, models, on_clip)
+    paths = {"generated": str(args.generated), "reference": args.reference, "videos": args.videos}
+    report = build_report(results, settings, models, extra={"inputs": paths, "systems": list(inputs.systems)})
+    write_report(out, report, settings)
+    print((out / "report.md").read_text())
+    return out
+
+
+def _output_folder(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create --out {out}: {error.strerror}") from None
+    return out
+
+
+def _systems(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SYSTEMS]
+    if unknown or not names:
+        raise InputError(f"--systems must be a comma list from {','.join(SYSTEMS)}; got {text!r}")
+    return names
+
+
+def _dataset_rows(dataset_dir: Path, split: str, limit: int | None) -> list[dict]:
+    """The split's rows (``id``, ``video_path``, ``music_path``, ``duration``), first ``limit`` of them."""
+    from datasets import load_from_disk
+
+    from data.schema import check_schema
+
+    if not dataset_dir.is_dir():
+        raise InputError(f"--dataset {dataset_dir} is not a folder")
+    try:
+        check_schema(dataset_dir)
+        dataset = load_from_disk(str(dataset_dir))
+    except (ValueError, FileNotFoundError) as error:
+        raise InputError(str(error).splitlines()[0]) from None
+    if split not in dataset:
+        raise InputError(f"{dataset_dir} has no split {split!r} (it has {', '.join(dataset)})")
+    rows = dataset[split].select(range(min(limit, len(dataset[split])))) if limit else dataset[split]
+    if len(rows) == 0:
+        raise InputError(f"split {split!r} of {dataset_dir} is empty")
+    return [{k: row[k] for k in ("id", "video_path", "music_path", "duration")} for row in rows]
+
+
+def _load_model(name: str):
+    try:
+        from model.v2m import VideoToMusic
+    except ImportError as error:
+        raise InputError(f"the model package cannot be imported ({error})") from None
+    try:
+        return VideoToMusic.from_pretrained(name).eval()
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot load model {name!r}: {str(error).splitlines()[0]}") from None
+
+
+def _write_wav(path: Path, wav, sample_rate: int) -> None:
+    """Write float32 ``[samples]`` as a WAV through a temporary file, renamed into place."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(str(tmp), wav, sample_rate, format="WAV", subtype="FLOAT")
+    os.replace(tmp, path)
+
+
+def _link_video(source: Path, target: Path) -> None:
+    """Symlink the clip's video into the run folder (a copy where symlinks are not allowed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        tmp.symlink_to(source.resolve())
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _generate_row(model, row: dict, dataset_dir: Path, out: Path, systems: list[str], seconds: float | None,
+                  seed: int) -> dict:
+    """All systems' music for one clip (same seed and length), the trimmed reference and the video link."""
+    import soundfile as sf
+
+    clip, video = row["id"], dataset_dir / row["video_path"]
+    length = min(seconds or row["duration"], row["duration"])
+    missing = [s for s in systems if not (out / s / f"{clip}.wav").is_file()]  # resume: seeds are fixed
+    features = model.extract_features(str(video), max_seconds=length) if missing else None
+    for system in missing:
+        condition = features.without_motion() if system == "no_motion" else features
+        wav = model.generate([condition], seconds=length, seed=seed, guidance_scale=None,
+                             unconditional=system == "unconditional")
+        _write_wav(out / system / f"{clip}.wav", wav[0].detach().float().cpu().numpy(), model.sample_rate)
+    music, rate = sf.read(str(dataset_dir / row["music_path"]), dtype="float32")
+    _write_wav(out / "reference" / f"{clip}.wav", music[: int(round(length * rate))], rate)
+    _link_video(video, out / "videos" / f"{clip}.mp4")
+    return {"seed": seed, "seconds": length, "video": str(video)}
+
+
+def generate(args: argparse.Namespace, scoring_options: list[str]) -> Path:
+    """Generate every system on the split's clips, record the seeds, then score like the first form."""
+    from tqdm import tqdm
+
+    from scoring.report import atomic_write_text
+
+    systems, dataset_dir, out = _systems(args.systems), Path(args.dataset), Path(args.out)
+    scoring = score_parser().parse_args(["--generated", str(out), "--reference", str(out / "reference"), "--videos",
+                                         str(out / "videos"), "--out", str(out / "report"), *scoring_options])
+    rows = _dataset_rows(dataset_dir, args.split, args.limit)  # every option checked before hours of generation
+    model = _load_model(args.model)
+    _output_folder(args.out)
+    manifest = {"model": args.model, "dataset": str(dataset_dir), "split": args.split, "systems": systems,
+                "sample_rate": model.sample_rate, "clips": {}, "skipped": {}}
+    for index, row in enumerate(tqdm(rows, desc="generating", unit="clip")):
+        try:
+            manifest["clips"][row["id"]] = _generate_row(model, row, dataset_dir, out, systems, args.seconds,
+                                                         args.seed + index)
+        except (ValueError, OSError) as error:  # an unreadable clip is recorded, not fatal for the run
+            manifest["skipped"][row["id"]] = str(error).splitlines()[0]
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return score(scoring, only=systems)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["generate"]:
+            generate(*generate_parser().parse_known_args(argv[1:]))
+        else:
+            score(score_parser().parse_args(argv))
+    except InputError as error:
+        print(f"eval.py: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("eval.py: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

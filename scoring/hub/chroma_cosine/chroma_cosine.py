@@ -1,0 +1,44 @@
+"""Chroma cosine similarity as a local ``evaluate`` module: ``evaluate.load("scoring/hub/chroma_cosine")``.
+
+A thin wrapper of ``scoring.chroma.chroma_cosine``; the repository root must be importable (run from it, or set
+PYTHONPATH). Imports are one per line: evaluate's dependency scan misreads ``import a, b``.
+"""
+import datasets
+import evaluate
+import numpy as np
+
+from scoring.audio import as_audio
+from scoring.chroma import CHROMA_SAMPLE_RATE
+from scoring.chroma import chroma_cosine
+
+_DESCRIPTION = """Frame-wise cosine similarity of 12-bin chromagrams of generated and reference music, averaged over
+frames (audiocraft's ChromaCosineSimilarityMetric); 1 = same pitch classes at every moment."""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: generated audio, as file paths or float arrays [samples].
+    references: reference audio, same form and order.
+    sample_rate: the arrays' sample rate (not needed for paths).
+    argmax: one-hot chroma frames (audiocraft's stricter variant).
+Returns:
+    chroma_cosine: mean over clips; per_clip: the value of each pair.
+"""
+
+_CITATION = """Copet et al., Simple and Controllable Music Generation (MusicGen), NeurIPS 2023 (audiocraft metrics)."""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class ChromaCosine(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
+            features=[datasets.Features({"predictions": datasets.Value("string"),
+                                         "references": datasets.Value("string")}),
+                      datasets.Features({"predictions": datasets.Sequence(datasets.Value("float32")),
+                                         "references": datasets.Sequence(datasets.Value("float32"))})])
+
+    def _compute(self, predictions, references, sample_rate=None, argmax=False):
+        values = [chroma_cosine(as_audio(p, CHROMA_SAMPLE_RATE, sample_rate),
+                                as_audio(r, CHROMA_SAMPLE_RATE, sample_rate), argmax=argmax)
+                  for p, r in zip(predictions, references)]
+        return {"chroma_cosine": float(np.mean(values)), "per_clip": values}
