@@ -3,7 +3,7 @@
 Why one pass: decoding dominates feature extraction, so each video is decoded once and every decoded frame is
 offered to both samplers — the semantic grid (``clip_fps``, colour, CLIP size) and the motion grid (``flow_fps``,
 small greyscale). Frames are scaled down by libswscale while they are converted, never held at full size, and
-only the sampled frames are kept.
+only the sampled frames are kept. Rotated videos (phone footage) are turned upright as players show them.
 
 Sampling is by presentation time, so variable-frame-rate video works: grid point ``k`` of a stream at ``fps`` is
 the first decoded frame whose time is at or after ``start + k / fps``; a source slower than the grid yields fewer
@@ -115,11 +115,19 @@ def _flow_grey(rgb: np.ndarray, width: int) -> np.ndarray:
     return cv2.cvtColor(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
 
 
-def _conversion_size(width: int, height: int, clip_size: int, flow_width: int) -> tuple[int, int]:
-    """Smallest size (even numbers) still large enough for both streams: decode-time downscaling saves most work."""
-    need_short = max(clip_size, 8)
-    scale = min(1.0, max(need_short / min(width, height), flow_width / width))
+def _conversion_size(width: int, height: int, clip_size: int, flow_width: int, quarter_turns: int) -> tuple[int, int]:
+    """Smallest coded size (even numbers) still large enough for both streams once displayed (rotated).
+
+    Decode-time downscaling by libswscale saves most of the work on large videos.
+    """
+    display_width = height if quarter_turns % 2 else width
+    scale = min(1.0, max(max(clip_size, 8) / min(width, height), flow_width / display_width))
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def _quarter_turns(rotation: float | None) -> int:
+    """Display rotation in degrees (counter-clockwise, from the stream's display matrix) -> np.rot90's k."""
+    return round((rotation or 0) / 90) % 4
 
 
 def sample_frames(path: str | Path, clip_fps: float, clip_size: int, flow_fps: float, flow_width: int,
@@ -137,8 +145,7 @@ def sample_frames(path: str | Path, clip_fps: float, clip_size: int, flow_fps: f
             raise VideoError(f"{path}: has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        size = _conversion_size(stream.codec_context.width or 256, stream.codec_context.height or 256,
-                                clip_size, flow_width)
+        size, turns = None, 0
         if start > 0:
             container.seek(int(start / stream.time_base), stream=stream, backward=True)
         try:
@@ -150,7 +157,10 @@ def sample_frames(path: str | Path, clip_fps: float, clip_size: int, flow_fps: f
                 take_clip, take_flow = clip_grid.wants(frame.time), flow_grid.wants(frame.time)
                 if not (take_clip or take_flow):
                     continue
-                rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                if size is None:  # rotation and size are known from the first frame
+                    turns = _quarter_turns(getattr(frame, "rotation", 0))
+                    size = _conversion_size(frame.width, frame.height, clip_size, flow_width, turns)
+                rgb = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]), turns))
                 if take_clip:
                     clips.append(_clip_crop(rgb, clip_size)), clip_times.append(frame.time - start)
                 if take_flow:

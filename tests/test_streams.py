@@ -78,3 +78,26 @@ def test_bad_files_raise_one_line_errors(tmp_path, content, message):
         path.write_bytes(content)
     with pytest.raises(VideoError, match=message):
         sample_frames(path, 2.0, 32, 10.0, 64)
+
+
+def test_rotated_phone_video_is_turned_upright_as_players_show_it(tmp_path):
+    import subprocess
+
+    source = write_video(tmp_path / "landscape.mp4", seconds=1.0, size=(96, 64))
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(source), "-c", "copy",
+                    "-metadata:s:v:0", "rotate=90", str(rotated)], check=True)
+    upright = tmp_path / "upright.raw"  # ffmpeg applies the display rotation when it decodes
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(rotated), "-frames:v", "1", "-f", "rawvideo",
+                    "-pix_fmt", "gray", "-vf", "scale=64:96", str(upright)], check=True)
+    frames = sample_frames(rotated, 2.0, 32, 10.0, 64, max_seconds=0.2)
+    assert frames.flow_frames.shape[1:] == (96, 64)  # portrait now
+    expected = np.fromfile(upright, np.uint8).reshape(96, 64).astype(float)
+    assert np.abs(frames.flow_frames[0].astype(float) - expected).mean() < 12
+
+
+@pytest.mark.parametrize("size", [(16, 16), (33, 17), (1920, 1080)])
+def test_odd_tiny_and_large_sizes(tmp_path, size):
+    path = write_video(tmp_path / "v.mp4", seconds=0.5, fps=10, size=size, codec="mpeg4" if size[0] % 2 else "libx264")
+    frames = sample_frames(path, 2.0, 32, 10.0, 64)
+    assert frames.clip_frames.shape[1:] == (32, 32, 3) and frames.flow_frames.shape[2] == 64
