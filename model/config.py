@@ -47,6 +47,7 @@ class SemanticConfig:
     clip_fps: float = 2.0
     batch_size: int = 16
     random_init: dict | None = None
+    weights: str | None = None  # safetensors of the image tower, for encoders that are not on the Hub
 
     def validate(self) -> None:
         _positive("semantic.clip_fps", self.clip_fps)
@@ -125,8 +126,15 @@ class DecoderConfig:
     compute_dtype: str = "float32"  # "float32", "bfloat16" or "float16"
     gradient_checkpointing: bool = False
     random_init: dict | None = None
+    # None: the EnCodec inside ``base``. {"type": "spectral", "weights": PATH, ...}: the fitted spectral codec of
+    # model/spectral_codec.py (demo preset); ``base`` is then a MusicgenForCausalLM folder or ``random_init``.
+    codec: dict | None = None
 
     def validate(self) -> None:
+        if self.codec is not None:
+            unknown = set(self.codec) - {"type", "weights", "sample_rate", "n_fft", "hop", "griffin_lim_iters"}
+            if self.codec.get("type") != "spectral" or unknown:
+                raise ConfigError(f"decoder.codec must be null or {{type: spectral, weights: PATH, ...}}, got {self.codec}")
         if self.quantization not in ("none", "8bit", "4bit"):
             raise ConfigError(f"decoder.quantization must be none, 8bit or 4bit, got {self.quantization!r}")
         if self.compute_dtype not in ("float32", "bfloat16", "float16"):

@@ -12,13 +12,19 @@ from peft import get_peft_model, prepare_model_for_kbit_training
 from transformers import (BitsAndBytesConfig, EncodecConfig, EncodecModel, MusicgenConfig, MusicgenDecoderConfig,
                           MusicgenForCausalLM, MusicgenForConditionalGeneration, T5Config)
 
+from torch import nn
+
+from model.codec import EncodecCodec
 from model.config import DecoderConfig, LoraConfig
+from model.spectral_codec import SpectralCodec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Modules kept in full precision when the decoder is quantized: the output heads and token embeddings are small
-# and sensitive; the codec and text encoder are not part of the decoder. Names are full paths in the checkpoint.
-SKIP_QUANTIZATION = ["text_encoder", "audio_encoder", "enc_to_dec_proj", "decoder.lm_heads", "decoder.model.decoder.embed_tokens"]
+# and sensitive; the codec and text encoder are not part of the decoder. Names are full paths in the checkpoint
+# (a decoder-only checkpoint has no "decoder." prefix).
+SKIP_QUANTIZATION = ["text_encoder", "audio_encoder", "enc_to_dec_proj", "decoder.lm_heads",
+                     "decoder.model.decoder.embed_tokens", "lm_heads", "model.decoder.embed_tokens"]
 
 
 def random_musicgen(sizes: dict, seed: int = 0) -> MusicgenForConditionalGeneration:
@@ -57,8 +63,16 @@ def _quantization(cfg: DecoderConfig) -> BitsAndBytesConfig | None:
     return None
 
 
-def load_musicgen(cfg: DecoderConfig) -> tuple[MusicgenForCausalLM, EncodecModel]:
-    """(decoder, codec) from ``cfg.random_init`` or from ``cfg.base`` (Hub id or local folder; weights download once)."""
+def load_musicgen(cfg: DecoderConfig) -> tuple[MusicgenForCausalLM, nn.Module]:
+    """(decoder, codec) per ``cfg``: the codec is wrapped to the token interface of ``model.codec``.
+
+    - EnCodec (``cfg.codec`` is None): both from a ``MusicgenForConditionalGeneration`` — ``cfg.random_init`` or
+      ``cfg.base`` (Hub id or local folder; weights download once).
+    - Spectral codec (demo): the codec from ``cfg.codec["weights"]``; the decoder from ``cfg.random_init`` or from
+      ``cfg.base``, a ``MusicgenForCausalLM`` folder (e.g. pretrained here on music alone).
+    """
+    if cfg.codec is not None:
+        return _decoder_only(cfg), _spectral_codec(cfg.codec)
     if cfg.random_init is not None:
         full = random_musicgen(cfg.random_init)
     else:
@@ -66,7 +80,21 @@ def load_musicgen(cfg: DecoderConfig) -> tuple[MusicgenForCausalLM, EncodecModel
             cfg.base, quantization_config=_quantization(cfg), dtype=DTYPES[cfg.compute_dtype])
     decoder, codec = full.decoder, full.audio_encoder.float()
     del full.text_encoder
-    return decoder, codec
+    return decoder, EncodecCodec(codec)
+
+
+def _decoder_only(cfg: DecoderConfig) -> MusicgenForCausalLM:
+    if cfg.random_init is not None:
+        config = MusicgenDecoderConfig(**{"num_codebooks": 4, **cfg.random_init.get("decoder", {})})
+        config.pad_token_id = config.bos_token_id = config.decoder_start_token_id = config.vocab_size
+        return MusicgenForCausalLM(config).eval()
+    return MusicgenForCausalLM.from_pretrained(cfg.base, quantization_config=_quantization(cfg),
+                                               dtype=DTYPES[cfg.compute_dtype]).eval()
+
+
+def _spectral_codec(settings: dict) -> SpectralCodec:
+    options = {k: settings[k] for k in ("sample_rate", "n_fft", "hop", "griffin_lim_iters") if k in settings}
+    return SpectralCodec.load(settings["weights"], **options)
 
 
 def add_lora(decoder: MusicgenForCausalLM, lora: LoraConfig, quantized: bool, gradient_checkpointing: bool):

@@ -1,17 +1,50 @@
-"""Autoregressive sampling of codec codes from the decoder, with the KV cache and batched guidance.
+"""Autoregressive sampling of codec codes from the decoder, with a KV cache and batched guidance.
 
 Written out (instead of calling ``generate()``) so the whole path from condition to codes is one readable loop:
-one decoder forward per step over [cond; null] rows, guidance mix, top-k/temperature sampling with a seeded
-generator, and the delay pattern of ``model.delay`` enforced as tokens are written. ``stock_generate`` keeps
-transformers' own ``generate()`` for comparison (tests check both give the same greedy tokens).
+one decoder step per generated token over [cond; null] rows, guidance mix, top-k/temperature sampling with a
+seeded generator, and the delay pattern of ``model.delay`` enforced as tokens are written.
+
+A step runs through ``model.fast_decoder.FastDecoder`` (static cache, no per-step framework overhead, optional
+bf16/int8 weights) when the decoder's projections are plain ``nn.Linear`` layers, else through the decoder's own
+transformers forward (``TransformersSteps``: bitsandbytes 4/8-bit bases). ``stock_generate`` keeps transformers'
+``generate()`` for comparison; in fp32 all three give the same greedy tokens (tests/test_bench.py).
 """
 from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from model.delay import delay_positions, undelay_codes
+from model.fast_decoder import FastDecoder, supports
 from model.guidance import guided_logits, with_null_branch
+
+
+class TransformersSteps:
+    """One step = the decoder's own forward with transformers' KV cache (the reference path)."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+
+    def start(self, hidden: torch.Tensor, mask: torch.Tensor, steps: int) -> None:
+        self.hidden, self.mask = hidden, mask
+        self.past = EncoderDecoderCache(DynamicCache(), DynamicCache())
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [N, K] -> logits [N, K, V]."""
+        out = self.decoder(input_ids=tokens.reshape(-1, 1), encoder_hidden_states=self.hidden,
+                           encoder_attention_mask=self.mask, past_key_values=self.past, use_cache=True)
+        self.past = out.past_key_values
+        return out.logits[:, -1].reshape(tokens.shape[0], tokens.shape[1], -1)
+
+
+def stepper_for(decoder, precision: str = "float32"):
+    """The fastest exact way to step ``decoder``: ``FastDecoder`` if it supports it, else ``TransformersSteps``."""
+    if supports(decoder):
+        return FastDecoder(decoder, precision)
+    if precision != "float32":
+        raise ValueError(f"precision {precision!r} needs plain nn.Linear decoder weights (not a bitsandbytes base)")
+    return TransformersSteps(decoder)
 
 
 def _pick(logits: torch.Tensor, top_k: int, temperature: float, generator: torch.Generator | None,
@@ -33,9 +66,11 @@ def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: 
                  generator: torch.Generator | None = None, greedy: bool = False, progress: bool = False) -> torch.Tensor:
     """Sample codes [B, K, T] conditioned on encoder states ``hidden`` [B, L, D] with mask [B, L].
 
-    ``decoder`` is a ``MusicgenForCausalLM`` (possibly peft-wrapped). With ``guidance_scale > 1`` the null branch is
-    appended and both run in the same forward ([2B] rows); the KV cache makes each step cost one token per row.
+    ``decoder`` is a ``MusicgenForCausalLM`` (possibly peft-wrapped), or a stepper (``FastDecoder``,
+    ``TransformersSteps``) to choose the path. With ``guidance_scale > 1`` the null branch is appended and both run
+    in the same step ([2B] rows); the KV cache makes each step cost one token per row.
     """
+    steps = decoder if hasattr(decoder, "step") else stepper_for(decoder)
     batch = hidden.shape[0]
     guided = guidance_scale > 1.0
     if guided:
@@ -43,16 +78,11 @@ def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: 
     real = delay_positions(num_codebooks, num_frames).to(hidden.device)  # [K, T+K]
     tokens = torch.full((batch, num_codebooks, num_frames + num_codebooks), start_token, dtype=torch.long,
                         device=hidden.device)
-    past = None
+    steps.start(hidden, mask, num_frames + num_codebooks - 1)
     for step in tqdm(range(num_frames + num_codebooks - 1), desc="generating", unit="step", disable=not progress,
                      leave=False):
-        current = tokens[:, :, step:step + 1]  # [B, K, 1]
-        if guided:
-            current = torch.cat([current, current])
-        out = decoder(input_ids=current.reshape(-1, 1), encoder_hidden_states=hidden, encoder_attention_mask=mask,
-                      past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        logits = out.logits[:, -1].reshape(-1, num_codebooks, out.logits.shape[-1])  # [B or 2B, K, V]
+        current = tokens[:, :, step]  # [B, K]
+        logits = steps.step(torch.cat([current, current]) if guided else current)  # [B or 2B, K, V]
         if guided:
             logits = guided_logits(logits, guidance_scale)
         picked = _pick(logits.reshape(batch * num_codebooks, -1), top_k, temperature, generator, greedy)
@@ -65,17 +95,24 @@ def stock_generate(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames
                    start_token: int, guidance_scale: float = 1.0, greedy: bool = True, **sampling) -> torch.Tensor:
     """The same request through transformers' ``MusicgenForCausalLM.generate`` -> codes [B, K, T] (for comparison).
 
-    transformers 5.23's ``generate`` mis-sizes ``encoder_attention_mask`` once guidance doubles the batch, so the
-    mask is not passed: this path is exact only for unpadded conditions (the null rows are all zeros, and attention
-    over zero states gives the same output masked or not).
+    Two arguments are needed for ``generate()`` (transformers 5.23) to compute what the model computes in a
+    teacher-forced forward (without them greedy tokens agreed with one only ~3 % of the time):
+
+    - ``past_key_values=EncoderDecoderCache(...)``: for a decoder-only class ``generate()`` creates a plain
+      ``DynamicCache``, and MusicGen's cross-attention then appends the encoder keys to the same layer's
+      *self*-attention cache (it grows by L + 1 per step and the positions drift to step x (L + 1));
+    - ``attention_mask`` of ones: ``generate()`` otherwise derives it from ``input_ids != pad_token_id``, and
+      MusicGen's BOS *is* its pad id (2048), so the BOS position is masked out of self-attention throughout.
+
+    The encoder mask ([cond; null] rows) is passed as it is; padded conditions are fine.
     """
     batch = hidden.shape[0]
-    if not bool(mask.all()):
-        raise ValueError("stock_generate needs an unpadded condition (mask all ones)")
     if guidance_scale > 1.0:
-        hidden, _ = with_null_branch(hidden, mask)
+        hidden, mask = with_null_branch(hidden, mask)
     start = torch.full((batch * num_codebooks, 1), start_token, dtype=torch.long, device=hidden.device)
-    out = decoder.generate(input_ids=start, encoder_hidden_states=hidden,
+    out = decoder.generate(input_ids=start, attention_mask=torch.ones_like(start), encoder_hidden_states=hidden,
+                           encoder_attention_mask=mask,
+                           past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
                            max_length=num_frames + num_codebooks, do_sample=not greedy,
                            guidance_scale=guidance_scale if guidance_scale > 1.0 else None,
                            decoder_start_token_id=start_token, pad_token_id=start_token, bos_token_id=start_token,

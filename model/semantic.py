@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import open_clip
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from model.config import SemanticConfig
@@ -52,6 +53,8 @@ def build_semantic_encoder(cfg: SemanticConfig) -> SemanticEncoder:
         model = open_clip.create_model(cfg.model_name, pretrained=None, **cfg.random_init)
     else:
         model = open_clip.create_model(cfg.model_name, pretrained=cfg.pretrained)
+    if cfg.weights is not None:  # frozen image tower stored with a model that is not on the Hub (demo)
+        model.visual.load_state_dict(load_file(cfg.weights))
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     mean = getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN

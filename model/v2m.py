@@ -18,7 +18,6 @@ from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from model.codec import EncodecCodec
 from model.config import V2MConfig, config_from_dict, load_config
 from model.decoder import add_lora, load_musicgen
 from model.delay import IGNORE_INDEX, training_pair
@@ -33,6 +32,9 @@ CHECKPOINT_FORMAT = "video-to-music-lora"
 CHECKPOINT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+SEMANTIC_NAME = "semantic.safetensors"
+CODEC_NAME = "codec.safetensors"
+BASE_DECODER_DIR = "decoder"
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_IS_UNTRAINED = True  # until a trained demo model ships (see README)
 
@@ -60,7 +62,7 @@ class VideoToMusic(nn.Module):
     """The dual-stream video-to-music model. Build with ``from_config`` or ``from_pretrained``."""
 
     def __init__(self, config: V2MConfig, semantic_encoder: nn.Module, fusion: TemporalFusion, decoder: nn.Module,
-                 codec: EncodecCodec):
+                 codec: nn.Module):
         super().__init__()
         self.config = config
         self.semantic_encoder = semantic_encoder
@@ -85,7 +87,7 @@ class VideoToMusic(nn.Module):
                                     **vars(config.fusion))
             decoder = add_lora(decoder, config.lora, config.decoder.quantization != "none",
                                config.decoder.gradient_checkpointing)
-        return cls(config, semantic_encoder, fusion, decoder, EncodecCodec(codec))
+        return cls(config, semantic_encoder, fusion, decoder, codec)
 
     def _check_invariants(self) -> None:
         """Cross-part checks that would otherwise fail deep inside a forward pass."""
@@ -177,16 +179,35 @@ class VideoToMusic(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- saving
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``config.json`` + ``model.safetensors`` (trained weights only) + a model card, atomically per file."""
+        """Write ``config.json`` + ``model.safetensors`` (trained weights) + a model card, each file atomically.
+
+        Frozen parts that no Hub id can supply (a decoder pretrained here, a fitted codec, a random-init image
+        tower) are stored beside them, and the saved config points at them relative to the folder.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "config": self.config.to_dict()}
+        config = self._bundle_local_parts(directory)
+        meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "config": config}
         _atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2))
         tmp = directory / (WEIGHTS_NAME + ".tmp")
         save_file(self.trainable_state_dict(), str(tmp), metadata={"format": CHECKPOINT_FORMAT})
         tmp.replace(directory / WEIGHTS_NAME)
         if not (directory / "README.md").exists():
             _atomic_write_text(directory / "README.md", _model_card(self.config))
+
+    def _bundle_local_parts(self, directory: Path) -> dict:
+        config = self.config.to_dict()
+        semantic, decoder = config["semantic"], config["decoder"]
+        if semantic["random_init"] is not None or semantic["weights"] is not None:
+            save_file({k: v.contiguous() for k, v in self.semantic_encoder.visual.state_dict().items()},
+                      str(directory / SEMANTIC_NAME))
+            semantic["weights"] = SEMANTIC_NAME
+        if decoder["codec"] is not None:  # spectral codec + a decoder that is not on the Hub
+            self.codec.save(directory / CODEC_NAME)
+            decoder["codec"]["weights"] = CODEC_NAME
+            save_base_decoder(self.decoder, directory / BASE_DECODER_DIR)
+            decoder["base"], decoder["random_init"] = BASE_DECODER_DIR, None
+        return config
 
     def push_to_hub(self, repo_id: str, private: bool = False, commit_message: str = "Upload video-to-music model") -> str:
         """``save_pretrained`` into a temporary folder and upload it to the Hub; returns the repo URL."""
@@ -250,7 +271,8 @@ def _resolve_folder(name: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md"]))
+        return Path(snapshot_download(name, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md", SEMANTIC_NAME,
+                                                            CODEC_NAME, f"{BASE_DECODER_DIR}/*"]))
     except Exception as error:
         raise CheckpointError(f"{name}: could not fetch from the Hub ({type(error).__name__}: {str(error).splitlines()[0][:150]})") from None
 
@@ -274,17 +296,34 @@ def _read_config(folder: Path, overrides: dict) -> V2MConfig:
         config = config_from_dict(data)
     except ValueError as error:
         raise CheckpointError(f"{path}: {error}") from None
-    _check_base_reference(config.decoder.base, folder)
+    base = config.decoder.base  # a Hub id, or a folder inside the checkpoint (a decoder pretrained here)
+    if Path(base).is_absolute() or (folder / base).exists() or not HUB_ID.match(base):
+        config.decoder.base = _inside(folder, base, "base model")
+    if config.decoder.codec is not None:
+        config.decoder.codec["weights"] = _inside(folder, str(config.decoder.codec.get("weights", "")), "codec")
+    if config.semantic.weights is not None:
+        config.semantic.weights = _inside(folder, config.semantic.weights, "image encoder")
     return config
 
 
-def _check_base_reference(base: str, folder: Path) -> None:
-    """A stored config may name a Hub id, or a folder inside the checkpoint folder — never a path outside it."""
-    if HUB_ID.match(base) and not Path(base).exists():
-        return
-    resolved = (folder / base).resolve()
-    if not resolved.is_relative_to(folder.resolve()):
-        raise CheckpointError(f"{folder}: config names base model {base!r} outside the model folder; refused")
+def _inside(folder: Path, relative: str, what: str) -> str:
+    """A path named by a stored config, resolved inside the checkpoint folder — never outside it."""
+    resolved = (folder / relative).resolve()
+    if not relative or Path(relative).is_absolute() or not resolved.is_relative_to(folder.resolve()):
+        raise CheckpointError(f"{folder}: config names {what} {relative!r} outside the model folder; refused")
+    if not resolved.exists():
+        raise CheckpointError(f"{folder}: config names {what} {relative!r}, which the folder does not have")
+    return str(resolved)
+
+
+def save_base_decoder(decoder: nn.Module, directory: Path) -> None:
+    """The frozen base of a peft-wrapped decoder as a plain ``MusicgenForCausalLM`` folder (LoRA left out)."""
+    base = decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
+    state = {k.replace(".base_layer", ""): v.detach().contiguous() for k, v in base.state_dict().items()
+             if "lora_" not in k}
+    directory.mkdir(parents=True, exist_ok=True)
+    base.config.save_pretrained(directory)
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
 
 
 def _fit_length(wav: torch.Tensor, samples: int) -> torch.Tensor:

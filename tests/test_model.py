@@ -113,7 +113,8 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
         model(model.collate([f]), torch.randint(0, 64, (1, 4, 100))).backward()
         optimizer.step(), optimizer.zero_grad()
     model.eval().save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors",
+                                                                "semantic.safetensors"]  # random-init CLIP is stored
     loaded = VideoToMusic.from_pretrained(str(tmp_path / "m")).eval()
     codes = torch.randint(0, 64, (1, 4, 50))
     with torch.no_grad():
