@@ -19,7 +19,7 @@ def extract_features(path: str | Path, encoder: SemanticEncoder, semantic: Seman
     flow, flow_times = motion_features(frames.flow_frames, frames.flow_times, motion)
     semantic_tokens = encoder(frames.clip_frames)  # [Tc, Dc]
     duration = _covered_seconds(info.duration - start, frames.flow_times, motion.flow_fps, max_seconds)
-    return VideoFeatures.from_arrays(semantic_tokens.numpy(), frames.clip_times, flow, flow_times, duration)
+    return VideoFeatures.from_arrays(semantic_tokens.cpu().numpy(), frames.clip_times, flow, flow_times, duration)
 
 
 def _covered_seconds(remaining: float, frame_times, fps: float, max_seconds: float | None) -> float:

@@ -25,7 +25,7 @@ from model.extract import extract_features
 from model.features import FeatureBatch, VideoFeatures, collate_features
 from model.fusion import TemporalFusion
 from model.guidance import drop_condition
-from model.sampling import sample_codes
+from model.sampling import sample_codes, stepper_for
 from model.semantic import build_semantic_encoder
 
 CHECKPOINT_FORMAT = "video-to-music-lora"
@@ -80,9 +80,10 @@ class VideoToMusic(nn.Module):
         """Frozen parts from the config's Hub ids (or random init), fresh fusion and LoRA (seeded)."""
         config = load_config(config) if isinstance(config, str) else config
         with torch.random.fork_rng():
-            torch.manual_seed(seed)  # random-init parts and fresh adapters are the same on every machine
+            torch.manual_seed(0)  # frozen random-init parts never depend on the training seed (feature caches)
             semantic_encoder = build_semantic_encoder(config.semantic)
             decoder, codec = load_musicgen(config.decoder)
+            torch.manual_seed(seed)  # fresh fusion and adapters: the same on every machine for a given seed
             fusion = TemporalFusion(semantic_encoder.dim, config.motion.feature_dim, decoder.config.hidden_size,
                                     **vars(config.fusion))
             decoder = add_lora(decoder, config.lora, config.decoder.quantization != "none",
@@ -133,6 +134,12 @@ class VideoToMusic(nn.Module):
     def forward(self, batch: FeatureBatch, codes: torch.Tensor, code_lengths: torch.Tensor | None = None,
                 step_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Training loss for codes [B, K, T] given the video features; drops the condition for guidance."""
+        logits, labels = self.teacher_forced(batch, codes, code_lengths)
+        return codebook_cross_entropy(logits, labels, step_weights)
+
+    def teacher_forced(self, batch: FeatureBatch, codes: torch.Tensor,
+                       code_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, K, S, V] and labels [B, K, S] (delayed layout) of one teacher-forced decoder pass."""
         hidden, mask = self.condition(batch)
         if self.training:
             hidden, mask = drop_condition(hidden, mask, self.config.guidance.condition_dropout)
@@ -140,8 +147,7 @@ class VideoToMusic(nn.Module):
         batch_size, num_codebooks, steps = inputs.shape
         out = self.decoder(input_ids=inputs.reshape(batch_size * num_codebooks, steps), encoder_hidden_states=hidden,
                            encoder_attention_mask=mask)
-        logits = out.logits.reshape(batch_size, num_codebooks, steps, -1)  # [B, K, S, V]
-        return codebook_cross_entropy(logits, labels, step_weights)
+        return out.logits.reshape(batch_size, num_codebooks, steps, -1), labels
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """What a checkpoint holds: fusion (incl. projection) and the LoRA adapters."""
@@ -153,8 +159,12 @@ class VideoToMusic(nn.Module):
     @torch.no_grad()
     def generate_codes(self, features: list[VideoFeatures], seconds: float, seed: int = 0,
                        guidance_scale: float | None = None, unconditional: bool = False, greedy: bool = False,
-                       progress: bool = False) -> torch.Tensor:
-        """Codes [B, K, T] for ``seconds`` of music per clip (T = seconds x frame rate)."""
+                       progress: bool = False, precision: str = "float32") -> torch.Tensor:
+        """Codes [B, K, T] for ``seconds`` of music per clip (T = seconds x frame rate).
+
+        ``precision`` ("float32", or opt-in "bfloat16" / "int8": faster on a CPU, approximate — see
+        ``model.fast_decoder``) is the storage of the decoder layers' weights while sampling.
+        """
         scale = self.config.guidance.scale if guidance_scale is None else guidance_scale
         hidden, mask = self.condition(self.collate(features))
         if unconditional:
@@ -163,16 +173,33 @@ class VideoToMusic(nn.Module):
         generator = torch.Generator(device=self.device).manual_seed(seed)
         num_frames = max(1, round(seconds * self.frame_rate))
         gen = self.config.generation
-        return sample_codes(self.decoder, hidden, mask, num_frames, self.num_codebooks, self.start_token, scale,
-                            gen.top_k, gen.temperature, generator, greedy, progress)
+        return sample_codes(self.decoder_stepper(precision), hidden, mask, num_frames, self.num_codebooks,
+                            self.start_token, scale, gen.top_k, gen.temperature, generator, greedy, progress)
+
+    def decoder_stepper(self, precision: str = "float32"):
+        """What ``sample_codes`` steps: see ``model.sampling.stepper_for``.
+
+        Rounded copies (bfloat16, int8) take seconds to make, so the last one is kept until a decoder weight
+        changes (an optimizer step or a load bumps the tensors' version counters).
+        """
+        if precision == "float32":
+            return stepper_for(self.decoder)  # reads the live weights: nothing to keep
+        key = (precision, tuple((id(p), p._version) for p in self.decoder.parameters()))
+        kept = getattr(self, "_kept_stepper", None)
+        if kept is None or kept[0] != key:
+            kept = (key, stepper_for(self.decoder, precision))
+            self._kept_stepper = kept
+        return kept[1]
 
     @torch.no_grad()
     def generate(self, features: list[VideoFeatures], seconds: float, seed: int = 0,
-                 guidance_scale: float | None = None, unconditional: bool = False, progress: bool = False) -> torch.Tensor:
+                 guidance_scale: float | None = None, unconditional: bool = False, progress: bool = False,
+                 precision: str = "float32") -> torch.Tensor:
         """Music for each clip: float32 [B, samples] at ``sample_rate``, exactly ``seconds`` long."""
         was_training = self.training
         self.eval()
-        codes = self.generate_codes(features, seconds, seed, guidance_scale, unconditional, progress=progress)
+        codes = self.generate_codes(features, seconds, seed, guidance_scale, unconditional, progress=progress,
+                                    precision=precision)
         wav = self.codec.decode(codes)[:, 0]  # [B, S]
         self.train(was_training)
         return _fit_length(wav, round(seconds * self.sample_rate))

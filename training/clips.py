@@ -25,6 +25,7 @@ class DatasetError(ValueError):
 class Example:
     features: VideoFeatures
     codes: torch.Tensor  # [K, T] long
+    event_times: torch.Tensor  # [E] seconds of known cuts/impacts (synthetic ground truth; empty elsewhere)
 
 
 def load_split(dataset_dir: str | Path, split: str):
@@ -88,23 +89,35 @@ class ClipSource:
             from data.features import row_features
 
             features, codes = row_features(row, self.cached)
-            return Example(features, codes.long())
+            return Example(features, codes.long(), _events(row))
         seconds = float(row["duration"])
         features = self.model.extract_features(self.dir / row["video_path"], start=0.0, max_seconds=seconds)
         music = read_music(self.dir / row["music_path"], self.model.sample_rate)
         codes = self.model.codec.encode(music)[0]  # [K, T]
-        return Example(features, codes.long())
+        return Example(features, codes.long(), _events(row))
 
 
-def crop(example: Example, seconds: float, frame_rate: int, generator: torch.Generator | None) -> tuple[VideoFeatures, torch.Tensor]:
-    """A ``seconds`` crop at a random whole code frame (at the start when ``generator`` is None)."""
+def _events(row: dict) -> torch.Tensor:
+    return torch.tensor(row.get("event_times") or [], dtype=torch.float32)
+
+
+def crop(example: Example, seconds: float, frame_rate: int,
+         generator: torch.Generator | None) -> tuple[VideoFeatures, torch.Tensor, torch.Tensor]:
+    """A ``seconds`` crop at a random whole code frame (at the start when ``generator`` is None).
+
+    Returns features, codes [K, T] and a bool [T] marking code frames within one frame of a known event.
+    """
     total = example.codes.shape[-1]
     length = min(total, max(1, round(seconds * frame_rate)))
     start = 0
     if generator is not None and total > length:
         start = int(torch.randint(0, total - length + 1, (1,), generator=generator))
     features = example.features.crop(start / frame_rate, length / frame_rate)
-    return features, example.codes[:, start:start + length]
+    frames = torch.arange(start, start + length)
+    event_frames = (example.event_times * frame_rate).round()
+    near_event = (frames[:, None] - event_frames[None, :]).abs().le(1).any(dim=1) if len(event_frames) else \
+        torch.zeros(length, dtype=torch.bool)
+    return features, example.codes[:, start:start + length], near_event
 
 
 def batch_indices(micro_step: int, batch_size: int, size: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
@@ -121,12 +134,21 @@ def _permutation(size: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
+@dataclass
+class Batch:
+    features: FeatureBatch
+    codes: torch.Tensor  # [B, K, T] long, zero-padded
+    lengths: torch.Tensor  # [B] real frames
+    near_event: torch.Tensor  # [B, T] bool, code frames within one frame of a known event
+
+
 def make_batch(source: ClipSource, indices: list[int], seconds: float, model,
-               generator: torch.Generator | None) -> tuple[FeatureBatch, torch.Tensor, torch.Tensor]:
-    """(features, codes [B, K, T] zero-padded, lengths [B]) for the given rows."""
+               generator: torch.Generator | None) -> Batch:
+    """Crops of the given rows, padded into one batch."""
     crops = [crop(source.example(i), seconds, model.frame_rate, generator) for i in indices]
-    lengths = torch.tensor([codes.shape[-1] for _, codes in crops])
+    lengths = torch.tensor([codes.shape[-1] for _, codes, _ in crops])
     codes = torch.zeros(len(crops), crops[0][1].shape[0], int(lengths.max()), dtype=torch.long)
-    for b, (_, c) in enumerate(crops):
-        codes[b, :, : c.shape[-1]] = c
-    return model.collate([f for f, _ in crops]), codes, lengths
+    near_event = torch.zeros(len(crops), int(lengths.max()), dtype=torch.bool)
+    for b, (_, c, events) in enumerate(crops):
+        codes[b, :, : c.shape[-1]], near_event[b, : c.shape[-1]] = c, events
+    return Batch(model.collate([f for f, _, _ in crops]), codes, lengths, near_event)
