@@ -75,8 +75,8 @@ def feature_settings(config: V2MConfig) -> dict[str, dict]:
     semantic["weights"] = _file_stamp(semantic["weights"])  # the file's content, wherever it lies
     codes = {k: v for k, v in dataclasses.asdict(config.decoder).items()
              if k not in ("quantization", "compute_dtype", "gradient_checkpointing")}  # the codec stays float32
-    if codes["codec"] is not None:
-        codes["codec"] = {**codes["codec"], "weights": _file_stamp(codes["codec"].get("weights"))}
+    if codes["codec"] is not None:  # a codec of its own: the decoder (base, random_init) does not change codes
+        codes = {"codec": {**codes["codec"], "weights": _file_stamp(codes["codec"].get("weights"))}}
     codes["sample_rate"] = codec_sample_rate(config)
     return {"semantic": semantic, "motion": dataclasses.asdict(config.motion), "codes": codes}
 
