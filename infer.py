@@ -59,16 +59,19 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def load_model(args: argparse.Namespace):
-    from model.v2m import DEFAULT_MODEL, DEFAULT_MODEL_IS_UNTRAINED, VideoToMusic
+    from model.v2m import DEFAULT_MODEL, VideoToMusic, default_model_is_trained
 
     if args.config is not None:
         print(f"note: model built from preset {args.config!r} with UNTRAINED fusion and adapters: expect noise",
               file=sys.stderr)
         return VideoToMusic.from_config(args.config)
     name = args.model or DEFAULT_MODEL
-    if name == DEFAULT_MODEL and DEFAULT_MODEL_IS_UNTRAINED:
+    if name == DEFAULT_MODEL and not default_model_is_trained():
         print("note: the default model is a tiny UNTRAINED network (random weights): the pipeline runs end to end, "
               "but the music is noise. Pass --model with a trained model.", file=sys.stderr)
+    elif name == DEFAULT_MODEL:
+        print("note: using the toy demo model (models/demo, trained here on synthetic clips; see its README). "
+              "For real videos, fine-tune the small or medium preset.", file=sys.stderr)
     return VideoToMusic.from_pretrained(name)
 
 

@@ -98,6 +98,9 @@ class FusionConfig:
     dropout: float = 0.1
     use_motion: bool = True
     max_period_seconds: float = 60.0
+    # DESIGN.md §9 (MuVi's channel-wise fusion): also add a zero-initialised projection of the fused token nearest
+    # in time to each decoder step's input embedding, so step t sees the video at t directly.
+    time_aligned: bool = False
 
     def validate(self) -> None:
         _positive("fusion.d_fuse", self.d_fuse)

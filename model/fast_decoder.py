@@ -1,16 +1,19 @@
 """An inference-only view of the MusicGen decoder (+ LoRA) for cached sampling: static KV cache, one call per step.
 
-Why: transformers' decoder forward spends each 1-token step on cache objects, mask builders and module hooks, and
-keeps every weight in fp32. Here a step is the bare computation — embeddings, 24 x (self-attention over a
-preallocated cache, cross-attention over keys/values computed once, feed-forward), heads — reading the decoder's
-own weights (no copy in ``float32``, so it always matches the live model; LoRA applied as in peft). At one token per
-row each step reads every weight once, so on a CPU its cost is memory traffic: the opt-in ``bfloat16`` and ``int8``
-precisions store the layers' linear weights in 2 or 1 byte (LoRA merged first; int8 = per-channel weights with
-dynamic per-row activation quantization, fbgemm). Embeddings, heads, layer norms, attention and the cache stay fp32.
+Why: transformers' decoder forward spends each one-token step on cache objects, mask builders and module hooks
+(~19 ms of a ~140 ms step at the small size, measured by ``python -m bench``). Here a step is the bare computation
+— embeddings, per layer self-attention over a preallocated cache, cross-attention over keys/values computed once,
+feed-forward — then the heads, reading the decoder's own weights. In ``float32`` nothing is copied (the live
+parameters, LoRA applied as peft applies it), so the logits equal transformers' to the last bit.
 
-    tokens [N, K] (step t) --embed + position t--> x [N, D] --layers--> logits [N, K, V]      N = rows (2B with CFG)
+At one token per row each step reads every weight once, so on a CPU its cost is memory traffic: the opt-in
+``bfloat16`` and ``int8`` precisions store the layers' linear weights in 2 or 1 bytes (LoRA merged first, q/k/v
+fused; int8 = per-channel weights with dynamic per-row activation quantization, fbgemm). Embeddings, heads, layer
+norms, attention and the cache stay fp32. ``python -m bench`` reports their speed and their fidelity to fp32.
 
-Only plain ``nn.Linear`` bases are supported (not bitsandbytes 4/8-bit ones): ``supports(decoder)`` says which.
+    tokens [N, K] (step t) --embed + position t--> x [N, 1, D] --layers--> logits [N, K, V]      N = rows (2B with CFG)
+
+Only plain ``nn.Linear`` projections are supported (not bitsandbytes 4/8-bit bases): ``supports(decoder)`` says so.
 """
 from __future__ import annotations
 
@@ -42,63 +45,86 @@ def _parts(module: nn.Module) -> tuple[nn.Linear, list[tuple[torch.Tensor, torch
                   for name in module.active_adapters if name in module.lora_A]
 
 
+def _layer_modules(layer: nn.Module) -> dict[str, list[nn.Module]]:
+    """The projections of one decoder layer, grouped by the input they read (each group is one matmul when fused)."""
+    s, c = layer.self_attn, layer.encoder_attn
+    return {"qkv": [s.q_proj, s.k_proj, s.v_proj], "o": [s.out_proj], "xq": [c.q_proj], "xkv": [c.k_proj, c.v_proj],
+            "xo": [c.out_proj], "fc1": [layer.fc1], "fc2": [layer.fc2]}
+
+
+def hooked_modules(decoder: nn.Module) -> list[str]:
+    """Modules of ``decoder`` with forward hooks, which a ``FastDecoder`` step would skip (it reads their weights).
+
+    Ignored: transformers' ``make_inputs_require_grads`` (registered for gradient checkpointing; training only).
+    """
+    harmless = {"make_inputs_require_grads"}
+    return [name for name, module in _base_model(decoder).named_modules()
+            if any(getattr(hook, "__name__", "") not in harmless
+                   for hook in [*module._forward_hooks.values(), *module._forward_pre_hooks.values()])]
+
+
 def supports(decoder: nn.Module) -> bool:
-    """True when every projection of ``decoder`` is a plain ``nn.Linear`` (possibly under vanilla LoRA)."""
+    """True when every projection of ``decoder`` is a plain ``nn.Linear`` (possibly under vanilla LoRA) and no
+    module has a forward hook that a step would skip."""
     try:
         for layer in _base_model(decoder).model.decoder.layers:
-            for module in _layer_modules(layer).values():
-                _parts(module)
+            for modules in _layer_modules(layer).values():
+                [_parts(m) for m in modules]
     except NotImplementedError:
         return False
-    return True
+    return not hooked_modules(decoder)
 
 
-def _layer_modules(layer: nn.Module) -> dict[str, nn.Module]:
-    s, c = layer.self_attn, layer.encoder_attn
-    return {"q": s.q_proj, "k": s.k_proj, "v": s.v_proj, "o": s.out_proj, "xq": c.q_proj, "xk": c.k_proj,
-            "xv": c.v_proj, "xo": c.out_proj, "fc1": layer.fc1, "fc2": layer.fc2}
+def _int8(weight: torch.Tensor) -> torch.Tensor:
+    """fp32 [out, in] -> fbgemm-packed int8 weight, one symmetric scale per output channel."""
+    scale = weight.abs().amax(dim=1).clamp_min(1e-12).double() / 127.0
+    quantized = torch.quantize_per_channel(weight, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(quantized, None)
 
 
 class Linear:
-    """y = x W^T (+ b) (+ LoRA) with W stored in ``precision``; x and y are float32 [..., in] -> [..., out]."""
+    """The projections ``modules`` of one input, outputs concatenated: x [..., in] -> [..., sum(out)], float32.
 
-    def __init__(self, module: nn.Module, precision: str = "float32"):
-        base, self.lora = _parts(module)
-        self.bias, self.precision = base.bias, precision
+    ``float32`` reads the live parameters (one matmul per module, LoRA as peft computes it); ``bfloat16`` and
+    ``int8`` merge LoRA into a copy, concatenate the modules and round once (one matmul for all of them).
+    """
+
+    def __init__(self, modules: list[nn.Module], precision: str = "float32"):
+        parts = [_parts(m) for m in modules]
+        if any(base.bias is not None for base, _ in parts):
+            raise NotImplementedError("projections with a bias (MusicGen's have none)")
+        self.precision = precision
         if precision == "float32":
-            self.weight = base.weight  # the live parameter: no copy, no drift after training steps
+            self.parts = [(base.weight, lora) for base, lora in parts]
             return
-        weight = base.weight.detach().float()
-        for a, b, scaling in self.lora:  # merge, then round once
-            weight = weight + scaling * (b.float() @ a.float())
-        self.lora = []
-        if precision == "bfloat16":
-            self.weight = weight.bfloat16()
-        elif precision == "int8":
-            scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127.0  # per output channel
-            q = torch.quantize_per_channel(weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0,
-                                           torch.qint8)
-            self.weight = torch.ops.quantized.linear_prepack(q, None if self.bias is None else self.bias.detach().float())
-            self.bias = None
-        else:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        weight = torch.cat([_merged(base, lora) for base, lora in parts])  # [sum(out), in]
+        self.weight = weight.bfloat16() if precision == "bfloat16" else _int8(weight)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.precision == "int8":
-            return torch.ops.quantized.linear_dynamic(x, self.weight, True)  # reduce_range, as fbgemm's default
+            return torch.ops.quantized.linear_dynamic(x, self.weight, True)  # reduce_range: fbgemm's default
         if self.precision == "bfloat16":
-            return F.linear(x.bfloat16(), self.weight, None if self.bias is None else self.bias.bfloat16()).float()
-        y = F.linear(x, self.weight, self.bias)
-        for a, b, scaling in self.lora:  # same order of operations as peft: base + B(A(x)) * scaling
-            y = y + F.linear(F.linear(x, a), b) * scaling
-        return y
+            return F.linear(x.bfloat16(), self.weight).float()
+        outputs = []
+        for weight, lora in self.parts:
+            y = F.linear(x, weight)
+            for a, b, scaling in lora:  # peft's order: base(x) + B(A(x)) * scaling
+                y = y + F.linear(F.linear(x, a), b) * scaling
+            outputs.append(y)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+
+
+def _merged(base: nn.Linear, lora: list) -> torch.Tensor:
+    weight = base.weight.detach().float()
+    for a, b, scaling in lora:
+        weight = weight + scaling * (b.detach().float() @ a.detach().float())
+    return weight
 
 
 class FastDecoder:
-    """``start(hidden, mask, steps)`` once, then ``step(tokens)`` per generated step -> logits.
+    """``start(hidden, mask, steps)`` once per generation, ``step(tokens)`` per token, ``finish()`` to free the cache.
 
-    Built from a ``MusicgenForCausalLM`` (optionally peft-wrapped) in eval mode; holds no state between
-    generations except the cache it reallocates in ``start``.
+    Built from a ``MusicgenForCausalLM`` (optionally peft-wrapped); always runs as in eval mode (no dropout).
     """
 
     def __init__(self, decoder: nn.Module, precision: str = "float32"):
@@ -106,60 +132,72 @@ class FastDecoder:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         base = _base_model(decoder)
         inner, config = base.model.decoder, base.config
-        self.precision = precision
-        self.num_heads, self.head_dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
+        self.decoder, self.precision = decoder, precision
+        self.dim, self.num_heads = config.hidden_size, config.num_attention_heads
         self.embeddings = [e.weight for e in inner.embed_tokens]  # K x [V+1, D]
         self.positions = inner.embed_positions.weights  # [P, D] sinusoids
         self.layers = [self._layer(layer, precision) for layer in inner.layers]
         self.final_norm = inner.layer_norm
-        self.heads = [head.weight for head in base.lm_heads]  # K x [V, D], fp32 (small, sensitive)
+        self.heads = Linear(list(base.lm_heads))  # K x [V, D], kept fp32 (small, sensitive)
         self.cache: list[tuple[torch.Tensor, ...]] = []
 
     @staticmethod
     def _layer(layer: nn.Module, precision: str) -> dict:
-        modules = _layer_modules(layer)
-        out = {name: Linear(m, precision if name not in ("xk", "xv") else "float32") for name, m in modules.items()}
+        # cross-attention keys/values are computed once per generation: kept exact
+        out = {name: Linear(modules, "float32" if name == "xkv" else precision)
+               for name, modules in _layer_modules(layer).items()}
         out.update(norm1=layer.self_attn_layer_norm, norm2=layer.encoder_attn_layer_norm, norm3=layer.final_layer_norm)
         return out
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, T, D] -> [N, H, T, hd]."""
-        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+        """[N, T, D] -> [N, H, T, D / H] (attention heads)."""
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
     @torch.no_grad()
-    def start(self, hidden: torch.Tensor, mask: torch.Tensor, steps: int) -> None:
-        """Encoder states [N, L, D] with mask [N, L]; allocate the self-attention cache for ``steps`` tokens."""
-        rows, dim = hidden.shape[0], hidden.shape[-1]
+    def start(self, hidden: torch.Tensor, mask: torch.Tensor, steps: int,
+              aligned: torch.Tensor | None = None) -> None:
+        """Encoder states [N, L, D] with mask [N, L]; allocates the self-attention cache for ``steps`` tokens."""
+        hooked = hooked_modules(self.decoder)
+        if hooked:  # e.g. a hook added after this stepper was built: its effect would be silently lost
+            raise RuntimeError(f"FastDecoder would skip the forward hooks on {hooked[:3]}; step the decoder with "
+                               "model.sampling.TransformersSteps instead")
+        rows = hidden.shape[0]
         hidden = hidden.float()
-        # additive mask [N, 1, 1, L]; a fully masked (null) row attends uniformly to zero states, giving 0 as in HF
+        # additive mask [N, 1, 1, L]; a fully masked (null) row attends evenly to zero states: output 0, as in HF
         self.cross_mask = ((1.0 - mask.float()) * torch.finfo(torch.float32).min)[:, None, None, :]
         self.cache = []
         for layer in self.layers:
-            cross_k, cross_v = self._heads(layer["xk"](hidden)), self._heads(layer["xv"](hidden))  # [N, H, L, hd]
-            self_k = hidden.new_zeros(rows, self.num_heads, steps, self.head_dim)
+            cross_k, cross_v = map(self._heads, layer["xkv"](hidden).chunk(2, dim=-1))  # [N, H, L, hd] each
+            self_k = hidden.new_zeros(rows, self.num_heads, steps, self.dim // self.num_heads)
             self.cache.append((cross_k, cross_v, self_k, torch.zeros_like(self_k)))
         if steps > self.positions.shape[0]:
-            from transformers.models.musicgen.modeling_musicgen import MusicgenSinusoidalPositionalEmbedding as Sin
+            from transformers.models.musicgen.modeling_musicgen import MusicgenSinusoidalPositionalEmbedding
 
-            self.positions = Sin.get_embedding(steps, dim).to(hidden.device)
+            self.positions = MusicgenSinusoidalPositionalEmbedding.get_embedding(steps, self.dim).to(hidden.device)
         self.length = 0
+        self.aligned = None if aligned is None else aligned.float()  # [N, S, D] time-aligned term (model/aligned.py)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens long [N, K] at the next position -> logits float32 [N, K, V]."""
         t = self.length
-        x = sum(table[tokens[:, k]] for k, table in enumerate(self.embeddings)) + self.positions[t]  # [N, D]
+        x = sum(table[tokens[:, k]] for k, table in enumerate(self.embeddings)) + self.positions[t]
+        if self.aligned is not None:
+            x = x + self.aligned[:, min(t, self.aligned.shape[1] - 1)]
         x = x[:, None]  # [N, 1, D]
         for layer, (cross_k, cross_v, self_k, self_v) in zip(self.layers, self.cache):
-            h = layer["norm1"](x)
-            self_k[:, :, t:t + 1] = self._heads(layer["k"](h))
-            self_v[:, :, t:t + 1] = self._heads(layer["v"](h))
-            a = F.scaled_dot_product_attention(self._heads(layer["q"](h)), self_k[:, :, :t + 1], self_v[:, :, :t + 1])
+            q, k, v = map(self._heads, layer["qkv"](layer["norm1"](x)).chunk(3, dim=-1))  # [N, H, 1, hd] each
+            self_k[:, :, t:t + 1], self_v[:, :, t:t + 1] = k, v
+            a = F.scaled_dot_product_attention(q, self_k[:, :, :t + 1], self_v[:, :, :t + 1])
             x = x + layer["o"](a.transpose(1, 2).flatten(2))
-            h = layer["norm2"](x)
-            a = F.scaled_dot_product_attention(self._heads(layer["xq"](h)), cross_k, cross_v, attn_mask=self.cross_mask)
+            q = self._heads(layer["xq"](layer["norm2"](x)))
+            a = F.scaled_dot_product_attention(q, cross_k, cross_v, attn_mask=self.cross_mask)
             x = x + layer["xo"](a.transpose(1, 2).flatten(2))
             x = x + layer["fc2"](F.gelu(layer["fc1"](layer["norm3"](x))))
-        x = self.final_norm(x)[:, 0]  # [N, D]
         self.length = t + 1
-        return torch.stack([F.linear(x, head) for head in self.heads], dim=1)  # [N, K, V]
+        logits = self.heads(self.final_norm(x)[:, 0])  # [N, K * V]
+        return logits.unflatten(-1, (len(self.embeddings), -1))
+
+    def finish(self) -> None:
+        """Free the caches (their size grows with the length: ~0.4 MB per step at the small size with guidance)."""
+        self.cache, self.cross_mask = [], None

@@ -56,7 +56,7 @@ class TemporalFusion(nn.Module):
 
     def __init__(self, semantic_dim: int, motion_dim: int, decoder_dim: int, d_fuse: int = 256, heads: int = 4,
                  cross_layers: int = 1, self_layers: int = 2, dropout: float = 0.1, use_motion: bool = True,
-                 max_period_seconds: float = 60.0):
+                 max_period_seconds: float = 60.0, time_aligned: bool = False):
         super().__init__()
         self.use_motion, self.d_fuse, self.max_period = use_motion, d_fuse, max_period_seconds
         self.semantic_in = nn.Sequential(nn.Linear(semantic_dim, d_fuse), nn.LayerNorm(d_fuse))
@@ -70,24 +70,47 @@ class TemporalFusion(nn.Module):
         ])
         self.norm = nn.LayerNorm(d_fuse)
         self.project = nn.Linear(d_fuse, decoder_dim)
+        self.aligned_project = None
+        if time_aligned:  # zero-initialised: training starts from the cross-attention-only model
+            self.aligned_project = nn.Linear(d_fuse, decoder_dim)
+            nn.init.zeros_(self.aligned_project.weight), nn.init.zeros_(self.aligned_project.bias)
 
     def _embed(self, features: torch.Tensor, times: torch.Tensor, proj: nn.Module, stream: int) -> torch.Tensor:
         """[B, T, D_in] + times [B, T] -> [B, T, d_fuse]."""
         time = timestamp_embedding(times, self.d_fuse, self.max_period)
         return proj(features) + time + self.stream_embedding[stream]
 
-    def forward(self, batch: FeatureBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns encoder hidden states [B, L, Ddec] and their attention mask [B, L] (long, 1 = real token)."""
+    def forward(self, batch: FeatureBatch, num_steps: int = 0,
+                frame_rate: float = 50.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Encoder hidden states [B, L, Ddec], their attention mask [B, L] (long, 1 = real token), and — with
+        ``time_aligned`` and ``num_steps`` > 0 — the per-step additive term [B, num_steps, Ddec] (step s at s / frame_rate s)."""
         semantic = self._embed(batch.semantic, batch.semantic_times, self.semantic_in, 0)  # [B, Tc, d]
-        tokens, mask = semantic, batch.semantic_mask
+        tokens, mask, times = semantic, batch.semantic_mask, batch.semantic_times
+        dense = 0  # how many leading tokens form the densest stream (used for the time-aligned term)
         if self.use_motion and batch.motion_mask.any():
             motion = self._embed(batch.motion, batch.motion_times, self.motion_in, 1)  # [B, Tf, d]
             for block in self.cross:
                 motion = block(motion, semantic, batch.semantic_mask)
             tokens = torch.cat([motion, semantic], dim=1)  # [B, Tf + Tc, d]
             mask = torch.cat([batch.motion_mask, batch.semantic_mask], dim=1)
+            times = torch.cat([batch.motion_times, batch.semantic_times], dim=1)
+            dense = motion.shape[1]
         for layer in self.self_attention:
             tokens = layer(tokens, src_key_padding_mask=~mask)
-        hidden = self.project(self.norm(tokens))  # [B, L, Ddec]
-        return hidden * mask[..., None], mask.long()
+        tokens = self.norm(tokens)
+        hidden = self.project(tokens) * mask[..., None]  # [B, L, Ddec]
+        aligned = None
+        if self.aligned_project is not None and num_steps > 0:
+            aligned = self._frame_aligned(tokens, mask, times, dense, num_steps, frame_rate)
+        return hidden, mask.long(), aligned
 
+    def _frame_aligned(self, tokens, mask, times, dense: int, num_steps: int, frame_rate: float) -> torch.Tensor:
+        """[B, L, d] -> [B, num_steps, Ddec]: for each decoder step, the token of the densest stream nearest in time."""
+        if dense:  # motion tokens when there are any, else the semantic ones
+            tokens, mask, times = tokens[:, :dense], mask[:, :dense], times[:, :dense]
+        step_times = torch.arange(num_steps, device=tokens.device) / frame_rate  # [S]
+        distance = (times[:, None, :] - step_times[None, :, None]).abs()  # [B, S, L]
+        nearest = distance.masked_fill(~mask[:, None, :], float("inf")).argmin(-1)  # [B, S]
+        picked = torch.gather(tokens, 1, nearest[..., None].expand(-1, -1, tokens.shape[-1]))  # [B, S, d]
+        has_tokens = mask.any(dim=1)[:, None, None]
+        return self.aligned_project(picked) * has_tokens

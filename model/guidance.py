@@ -1,34 +1,35 @@
 """Classifier-free guidance in one place: the null condition, its use as training dropout, and the guided logits.
 
 The null condition is the one MusicGen itself was trained with for "no text": all-zero encoder states with an
-all-zero attention mask. Training drops the video condition to it with probability ``condition_dropout``;
-inference runs the conditional and null branches as one batch of 2B and mixes their logits (audiocraft, MusicGen).
+all-zero attention mask (and, with the time-aligned term, a zero additive term). Training drops the video
+condition to it with probability ``condition_dropout``; inference runs the conditional and null branches as one
+batch of 2B and mixes their logits (audiocraft, MusicGen).
+
+Every function takes the condition's tensors in any number ([B, L, D] states, [B, L] mask, [B, S, D] aligned
+term, ...), all batch-first, and treats them alike: the null version of each is zeros.
 """
 from __future__ import annotations
 
 import torch
 
 
-def null_condition(hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The unconditional input with the shapes of ``hidden`` [B, L, D] and ``mask`` [B, L]."""
-    return torch.zeros_like(hidden), torch.zeros_like(mask)
+def null_condition(*condition: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The unconditional input with the shapes of ``condition``'s tensors."""
+    return tuple(torch.zeros_like(t) for t in condition)
 
 
-def drop_condition(hidden: torch.Tensor, mask: torch.Tensor, p: float,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def drop_condition(*condition: torch.Tensor, p: float,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
     """Training-time dropout: each sample's condition becomes the null condition with probability ``p``."""
     if p <= 0:
-        return hidden, mask
-    drop = torch.rand(hidden.shape[0], generator=generator, device=hidden.device) < p  # [B]
-    null_hidden, null_mask = null_condition(hidden, mask)
-    return (torch.where(drop[:, None, None], null_hidden, hidden),
-            torch.where(drop[:, None], null_mask, mask))
+        return condition
+    drop = torch.rand(condition[0].shape[0], generator=generator, device=condition[0].device) < p  # [B]
+    return tuple(torch.where(drop.view(-1, *[1] * (t.dim() - 1)), torch.zeros_like(t), t) for t in condition)
 
 
-def with_null_branch(hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, L, D], [B, L] -> [2B, L, D], [2B, L]: conditional rows first, null rows second (one batched forward)."""
-    null_hidden, null_mask = null_condition(hidden, mask)
-    return torch.cat([hidden, null_hidden]), torch.cat([mask, null_mask])
+def with_null_branch(*condition: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """[B, ...] tensors -> [2B, ...]: conditional rows first, null rows second (one batched forward)."""
+    return tuple(torch.cat([t, torch.zeros_like(t)]) for t in condition)
 
 
 def guided_logits(logits: torch.Tensor, scale: float) -> torch.Tensor:

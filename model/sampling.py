@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from model.aligned import aligned_injection
 from model.delay import delay_positions, undelay_codes
 from model.fast_decoder import FastDecoder, supports
 from model.guidance import guided_logits, with_null_branch
@@ -26,9 +27,12 @@ class TransformersSteps:
     def __init__(self, decoder):
         self.decoder = decoder
 
-    def start(self, hidden: torch.Tensor, mask: torch.Tensor, steps: int) -> None:
+    def start(self, hidden: torch.Tensor, mask: torch.Tensor, steps: int,
+              aligned: torch.Tensor | None = None) -> None:
         self.hidden, self.mask = hidden, mask
         self.past = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        self.injection = aligned_injection(self.decoder, aligned)  # adds aligned[:, t] at step t
+        self.injection.__enter__()
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [N, K] -> logits [N, K, V]."""
@@ -36,6 +40,10 @@ class TransformersSteps:
                            encoder_attention_mask=self.mask, past_key_values=self.past, use_cache=True)
         self.past = out.past_key_values
         return out.logits[:, -1].reshape(tokens.shape[0], tokens.shape[1], -1)
+
+    def finish(self) -> None:
+        self.injection.__exit__(None, None, None)
+        self.hidden = self.mask = self.past = self.injection = None
 
 
 def stepper_for(decoder, precision: str = "float32"):
@@ -63,8 +71,10 @@ def _pick(logits: torch.Tensor, top_k: int, temperature: float, generator: torch
 @torch.no_grad()
 def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: int, num_codebooks: int,
                  start_token: int, guidance_scale: float = 1.0, top_k: int = 250, temperature: float = 1.0,
-                 generator: torch.Generator | None = None, greedy: bool = False, progress: bool = False) -> torch.Tensor:
-    """Sample codes [B, K, T] conditioned on encoder states ``hidden`` [B, L, D] with mask [B, L].
+                 generator: torch.Generator | None = None, greedy: bool = False, progress: bool = False,
+                 aligned: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample codes [B, K, T] conditioned on encoder states ``hidden`` [B, L, D] with mask [B, L] (and, for models
+    with the time-aligned term, ``aligned`` [B, T + K - 1, D] added to step t's input).
 
     ``decoder`` is a ``MusicgenForCausalLM`` (possibly peft-wrapped), or a stepper (``FastDecoder``,
     ``TransformersSteps``) to choose the path. With ``guidance_scale > 1`` the null branch is appended and both run
@@ -73,12 +83,14 @@ def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: 
     steps = decoder if hasattr(decoder, "step") else stepper_for(decoder)
     batch = hidden.shape[0]
     guided = guidance_scale > 1.0
+    condition = (hidden, mask) if aligned is None else (hidden, mask, aligned)
     if guided:
-        hidden, mask = with_null_branch(hidden, mask)
+        condition = with_null_branch(*condition)
+    hidden, mask, aligned = (*condition, None)[:3]
     real = delay_positions(num_codebooks, num_frames).to(hidden.device)  # [K, T+K]
     tokens = torch.full((batch, num_codebooks, num_frames + num_codebooks), start_token, dtype=torch.long,
                         device=hidden.device)
-    steps.start(hidden, mask, num_frames + num_codebooks - 1)
+    steps.start(hidden, mask, num_frames + num_codebooks - 1, aligned)
     for step in tqdm(range(num_frames + num_codebooks - 1), desc="generating", unit="step", disable=not progress,
                      leave=False):
         current = tokens[:, :, step]  # [B, K]
@@ -87,6 +99,7 @@ def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: 
             logits = guided_logits(logits, guidance_scale)
         picked = _pick(logits.reshape(batch * num_codebooks, -1), top_k, temperature, generator, greedy)
         tokens[:, :, step + 1] = torch.where(real[:, step + 1], picked.view(batch, num_codebooks), start_token)
+    steps.finish()
     return undelay_codes(tokens, num_frames)
 
 

@@ -24,7 +24,8 @@ from model.delay import IGNORE_INDEX, training_pair
 from model.extract import extract_features
 from model.features import FeatureBatch, VideoFeatures, collate_features
 from model.fusion import TemporalFusion
-from model.guidance import drop_condition
+from model.aligned import aligned_injection
+from model.guidance import drop_condition, null_condition
 from model.sampling import sample_codes, stepper_for
 from model.semantic import build_semantic_encoder
 
@@ -36,7 +37,12 @@ SEMANTIC_NAME = "semantic.safetensors"
 CODEC_NAME = "codec.safetensors"
 BASE_DECODER_DIR = "decoder"
 DEFAULT_MODEL = "default"
-DEFAULT_MODEL_IS_UNTRAINED = True  # until a trained demo model ships (see README)
+DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "demo"  # the shipped toy model, when present
+
+
+def default_model_is_trained() -> bool:
+    """True once the trained demo model ships in ``models/demo``; until then the default is the untrained tiny one."""
+    return (DEMO_MODEL_DIR / CONFIG_NAME).is_file()
 
 
 class CheckpointError(ValueError):
@@ -118,9 +124,15 @@ class VideoToMusic(nn.Module):
         return collate_features(items, self.semantic_encoder.dim, self.config.motion.feature_dim)
 
     def condition(self, batch: FeatureBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fused encoder states [B, L, Ddec] (decoder dtype) and mask [B, L]."""
-        hidden, mask = self.fusion(batch.to(self.device))
+        """Fused encoder states [B, L, Ddec] (decoder dtype) and their mask [B, L]."""
+        hidden, mask, _ = self.fusion(batch.to(self.device))
         return hidden.to(self.decoder_dtype), mask
+
+    def full_condition(self, batch: FeatureBatch, num_steps: int) -> tuple[torch.Tensor, ...]:
+        """``condition`` plus, when the config enables it, the time-aligned term [B, num_steps, Ddec]."""
+        hidden, mask, aligned = self.fusion(batch.to(self.device), num_steps, self.frame_rate)
+        hidden = hidden.to(self.decoder_dtype)
+        return (hidden, mask) if aligned is None else (hidden, mask, aligned.to(self.decoder_dtype))
 
     @property
     def device(self) -> torch.device:
@@ -140,13 +152,15 @@ class VideoToMusic(nn.Module):
     def teacher_forced(self, batch: FeatureBatch, codes: torch.Tensor,
                        code_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, K, S, V] and labels [B, K, S] (delayed layout) of one teacher-forced decoder pass."""
-        hidden, mask = self.condition(batch)
-        if self.training:
-            hidden, mask = drop_condition(hidden, mask, self.config.guidance.condition_dropout)
         inputs, labels = training_pair(codes.to(self.device), self.start_token, self.start_token, code_lengths)
         batch_size, num_codebooks, steps = inputs.shape
-        out = self.decoder(input_ids=inputs.reshape(batch_size * num_codebooks, steps), encoder_hidden_states=hidden,
-                           encoder_attention_mask=mask)
+        condition = self.full_condition(batch, steps)
+        if self.training:
+            condition = drop_condition(*condition, p=self.config.guidance.condition_dropout)
+        hidden, mask, aligned = (*condition, None)[:3]
+        with aligned_injection(self.decoder, aligned):
+            out = self.decoder(input_ids=inputs.reshape(batch_size * num_codebooks, steps),
+                               encoder_hidden_states=hidden, encoder_attention_mask=mask)
         return out.logits.reshape(batch_size, num_codebooks, steps, -1), labels
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -166,15 +180,16 @@ class VideoToMusic(nn.Module):
         ``model.fast_decoder``) is the storage of the decoder layers' weights while sampling.
         """
         scale = self.config.guidance.scale if guidance_scale is None else guidance_scale
-        hidden, mask = self.condition(self.collate(features))
-        if unconditional:
-            hidden, mask = torch.zeros_like(hidden), torch.zeros_like(mask)
-            scale = 1.0
-        generator = torch.Generator(device=self.device).manual_seed(seed)
         num_frames = max(1, round(seconds * self.frame_rate))
+        condition = self.full_condition(self.collate(features), num_frames + self.num_codebooks - 1)
+        if unconditional:
+            condition, scale = null_condition(*condition), 1.0
+        hidden, mask, aligned = (*condition, None)[:3]
+        generator = torch.Generator(device=self.device).manual_seed(seed)
         gen = self.config.generation
         return sample_codes(self.decoder_stepper(precision), hidden, mask, num_frames, self.num_codebooks,
-                            self.start_token, scale, gen.top_k, gen.temperature, generator, greedy, progress)
+                            self.start_token, scale, gen.top_k, gen.temperature, generator, greedy, progress,
+                            aligned)
 
     def decoder_stepper(self, precision: str = "float32"):
         """What ``sample_codes`` steps: see ``model.sampling.stepper_for``.
@@ -255,7 +270,9 @@ class VideoToMusic(nn.Module):
         ``decoder={"quantization": "4bit"}``).
         """
         if str(name_or_path) == DEFAULT_MODEL:
-            return cls.from_config(load_config("tiny"), seed=0)
+            if not default_model_is_trained():
+                return cls.from_config(load_config("tiny"), seed=0)
+            name_or_path = DEMO_MODEL_DIR
         folder = _resolve_folder(str(name_or_path))
         config = _read_config(folder, config_overrides)
         model = cls.from_config(config)

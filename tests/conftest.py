@@ -54,7 +54,7 @@ def video_path(tmp_path_factory) -> Path:
 def tiny_model():
     from model.v2m import VideoToMusic
 
-    return VideoToMusic.from_pretrained("default").eval()
+    return VideoToMusic.from_config("tiny").eval()
 
 
 @pytest.fixture(scope="session")

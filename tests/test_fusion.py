@@ -29,7 +29,7 @@ def test_nearest_time_across_rates_has_the_most_similar_embedding():
 
 def test_output_shape_mask_and_decoder_width():
     fusion, f = _fusion(), _features()
-    hidden, mask = fusion(collate_features([f, f.crop(0, 1.5)], 8, 6))
+    hidden, mask, _ = fusion(collate_features([f, f.crop(0, 1.5)], 8, 6))
     assert hidden.shape == (2, 29 + 6, 16) and mask.shape == (2, 35)
     assert mask[0].all() and mask[1].sum() == 14 + 3  # the crop has 14 flow and 3 clip tokens
     assert torch.all(hidden[1][~mask[1].bool()] == 0)
@@ -40,8 +40,8 @@ def test_alignment_is_by_time_not_by_token_order():
     perm_s, perm_m = torch.randperm(len(f.semantic_times)), torch.randperm(len(f.motion_times))
     shuffled = VideoFeatures(f.semantic[perm_s], f.semantic_times[perm_s], f.motion[perm_m], f.motion_times[perm_m], 3.0)
     with torch.no_grad():
-        out, _ = fusion(collate_features([f], 8, 6))
-        out_shuffled, _ = fusion(collate_features([shuffled], 8, 6))
+        out, _, _ = fusion(collate_features([f], 8, 6))
+        out_shuffled, _, _ = fusion(collate_features([shuffled], 8, 6))
     motion_part = out_shuffled[0, : len(perm_m)]
     assert torch.allclose(motion_part, out[0, perm_m], atol=1e-5)
 
@@ -50,15 +50,27 @@ def test_moving_a_clip_token_in_time_changes_the_fused_motion_tokens():
     fusion, f = _fusion(), _features()
     moved = VideoFeatures(f.semantic, f.semantic_times + 0.7, f.motion, f.motion_times, 3.0)
     with torch.no_grad():
-        a, _ = fusion(collate_features([f], 8, 6))
-        b, _ = fusion(collate_features([moved], 8, 6))
+        a, _, _ = fusion(collate_features([f], 8, 6))
+        b, _, _ = fusion(collate_features([moved], 8, 6))
     assert not torch.allclose(a[0, :29], b[0, :29], atol=1e-4)
 
 
 def test_without_motion_uses_the_semantic_tokens_alone():
     fusion, f = _fusion(), _features()
-    hidden, mask = fusion(collate_features([f.without_motion()], 8, 6))
+    hidden, mask, _ = fusion(collate_features([f.without_motion()], 8, 6))
     assert hidden.shape == (1, 6, 16) and mask.all()
     ablation = _fusion(use_motion=False)
-    hidden, _ = ablation(collate_features([f], 8, 6))
+    hidden, _, _ = ablation(collate_features([f], 8, 6))
     assert hidden.shape == (1, 6, 16)
+
+
+def test_time_aligned_term_starts_at_zero_and_follows_the_nearest_motion_token():
+    fusion, f = _fusion(time_aligned=True), _features()
+    _, _, aligned = fusion(collate_features([f], 8, 6), num_steps=150, frame_rate=50.0)
+    assert aligned.shape == (1, 150, 16) and torch.all(aligned == 0)  # zero-initialised: no effect at first
+    torch.nn.init.normal_(fusion.aligned_project.weight)
+    _, _, aligned = fusion(collate_features([f], 8, 6), num_steps=150, frame_rate=50.0)
+    # steps 0.1 s apart on the 10 fps motion grid pick different tokens; steps within one flow frame share one
+    assert torch.equal(aligned[0, 50], aligned[0, 52]) and not torch.equal(aligned[0, 50], aligned[0, 55])
+    _, _, none = _fusion()(collate_features([f], 8, 6), num_steps=150)
+    assert none is None

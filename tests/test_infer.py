@@ -13,10 +13,11 @@ import pytest
 from tests.conftest import ROOT, write_video
 
 
-def _infer(*args: str) -> subprocess.CompletedProcess:
+def _infer(*args: str, model: tuple[str, ...] = ("--config", "tiny")) -> subprocess.CompletedProcess:
+    """infer.py with the tiny untrained preset (fast) unless ``model`` says otherwise."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "infer.py"), *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run([sys.executable, str(ROOT / "infer.py"), *args, *model], capture_output=True, text=True,
+                          env=env, timeout=600)
 
 
 def _streams(path: Path) -> dict[str, float]:
@@ -36,10 +37,20 @@ def test_video_with_audio_gets_new_music_of_its_length(tmp_path):
 
     music, rate = sf.read(tmp_path / "m.wav")
     assert rate == 32000 and len(music) == 2.5 * 32000 and abs(music).max() > 0.5  # peak-normalised
-    assert "UNTRAINED" in result.stderr  # the default model says it makes noise
+    assert "UNTRAINED" in result.stderr  # an untrained model says it makes noise
     with av.open(str(tmp_path / "out.mp4")) as out, av.open(str(video)) as source:
         assert out.streams.video[0].codec_context.name == source.streams.video[0].codec_context.name  # copied
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "m.wav", "out.mp4"]  # no temp files left
+
+
+def test_default_model_runs_and_says_what_it_is(tmp_path):
+    from model.v2m import default_model_is_trained
+
+    video = write_video(tmp_path / "in.mp4", seconds=1.0, size=(64, 48))
+    result = _infer("--video", str(video), "--out", str(tmp_path / "out.mp4"), model=())
+    assert result.returncode == 0, result.stderr
+    assert ("toy demo model" if default_model_is_trained() else "UNTRAINED") in result.stderr
+    assert set(_streams(tmp_path / "out.mp4")) == {"video", "audio"}
 
 
 def test_long_video_is_capped_and_says_so(tmp_path):
@@ -106,5 +117,6 @@ def test_refuses_to_overwrite_the_input_and_keeps_existing_outputs(tmp_path):
                                            (["--model", "/no/such/model"], "not a model folder")])
 def test_bad_options(tmp_path, args, message):
     video = write_video(tmp_path / "in.mp4", seconds=1.0)
-    result = _infer("--video", str(video), "--out", str(tmp_path / "o.mp4"), *args)
+    result = _infer("--video", str(video), "--out", str(tmp_path / "o.mp4"), *args,
+                    model=() if "--model" in args else ("--config", "tiny"))
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

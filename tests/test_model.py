@@ -41,7 +41,7 @@ def test_delay_pattern_round_trip_and_labels():
 
 
 def test_loss_is_finite_and_reaches_lora_and_fusion(tiny_model):
-    model = VideoToMusic.from_pretrained("default").train()
+    model = VideoToMusic.from_config("tiny").train()
     model.config.guidance.condition_dropout = 0.0  # a dropped condition would (rightly) give fusion no gradient
     f = _features()
     loss = model(model.collate([f, f.without_motion()]), torch.randint(0, 64, (2, 4, 100)), torch.tensor([100, 70]))
@@ -56,7 +56,7 @@ def test_condition_dropout_uses_the_null_condition():
     from model.guidance import drop_condition, with_null_branch
 
     hidden, mask = torch.ones(1000, 3, 2), torch.ones(1000, 3, dtype=torch.long)
-    dropped_hidden, dropped_mask = drop_condition(hidden, mask, 0.3, torch.Generator().manual_seed(0))
+    dropped_hidden, dropped_mask = drop_condition(hidden, mask, p=0.3, generator=torch.Generator().manual_seed(0))
     dropped = dropped_mask.sum(1) == 0
     assert 0.25 < dropped.float().mean() < 0.35 and (dropped_hidden[dropped] == 0).all()
     assert (dropped_hidden[~dropped] == 1).all()
@@ -73,7 +73,7 @@ def test_generation_length_seed_and_guidance(tiny_model):
 
 
 def test_guidance_changes_the_music_when_the_condition_matters():
-    model = VideoToMusic.from_pretrained("default").eval()
+    model = VideoToMusic.from_config("tiny").eval()
     with torch.no_grad():  # an untrained fusion barely moves the decoder: make the condition loud
         model.fusion.project.weight.mul_(200.0)
     f = _features()
@@ -106,7 +106,7 @@ def test_batched_generation_matches_single(tiny_model):
 
 
 def test_save_load_round_trip_gives_identical_outputs(tmp_path):
-    model = VideoToMusic.from_pretrained("default").train()
+    model = VideoToMusic.from_config("tiny").train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     f = _features()
     for _ in range(3):  # move the weights away from their initial values
@@ -120,7 +120,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(model.collate([f]), codes), loaded(loaded.collate([f]), codes))
     assert torch.equal(model.generate([f], 0.5, seed=1), loaded.generate([f], 0.5, seed=1))
-    fresh = VideoToMusic.from_pretrained("default")
+    fresh = VideoToMusic.from_config("tiny")
     assert not torch.equal(fresh.trainable_state_dict()["fusion.project.weight"],
                            loaded.trainable_state_dict()["fusion.project.weight"])
 
@@ -148,3 +148,25 @@ def test_loading_refuses_bad_folders(tmp_path, tiny_model):
         VideoToMusic.from_pretrained(str(tmp_path / "ok"))
     with pytest.raises(CheckpointError, match="not a model folder or a Hub repo id"):
         VideoToMusic.from_pretrained("no such thing")
+
+
+def test_time_aligned_term_reaches_sampling_exactly_as_in_training():
+    """With DESIGN.md §9's additive term, sampling step t must add what the teacher-forced pass added at step t."""
+    from model.config import load_config
+    from model.sampling import TransformersSteps, sample_codes
+
+    model = VideoToMusic.from_config(load_config("tiny", ["fusion.time_aligned=true"])).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.fusion.aligned_project.weight, std=2.0)
+    f = _features()
+    codes = model.generate_codes([f], 1.0, guidance_scale=1.0, greedy=True)
+    inputs, labels = training_pair(codes, model.start_token, model.start_token)
+    logits, labels = model.teacher_forced(model.collate([f]), codes)
+    real = labels != IGNORE_INDEX
+    assert (logits.argmax(-1)[real] == labels[real]).float().mean() > 0.99
+    hidden, mask, aligned = model.full_condition(model.collate([f]), 50 + 3)
+    reference = sample_codes(TransformersSteps(model.decoder), hidden, mask, 50, 4, model.start_token, greedy=True,
+                             aligned=aligned)
+    assert torch.equal(reference, codes)  # the hook path and the fast path agree
+    without = sample_codes(TransformersSteps(model.decoder), hidden, mask, 50, 4, model.start_token, greedy=True)
+    assert not torch.equal(without, codes)
