@@ -2,8 +2,10 @@
 
     python infer.py --video IN.mp4 --out OUT.mp4 [--model DIR_OR_HUB_ID | --config PRESET] [--seed N]
                     [--guidance-scale G] [--wav-out OUT.wav] [--max-seconds S]
+                    [--window-seconds 30] [--overlap-seconds 5]
 
-Reads top to bottom: check arguments, load the model, extract features (one decode), generate, write atomically.
+Reads top to bottom: check arguments, load the model, generate window by window (each window decodes only its own
+stretch of video and continues the previous window's music, see ``model.long_form``), write atomically.
 Every failure a user can cause ends with a one-line ``error: ...`` on stderr and a non-zero exit.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from cli import quiet_libraries, run_cli, UserError
 
-MAX_SECONDS = 30.0  # one window; windowed continuation for longer videos is a later feature
+MAX_WINDOW_SECONDS = 30.0  # MusicGen's training length; longer windows leave what the decoder has seen
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,8 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance scale, >= 1 (default: the model's, about 3)")
     parser.add_argument("--wav-out", type=Path, default=None, help="also write the music alone as WAV")
-    parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
-                        help=f"music covers at most this many seconds from the start (at most {MAX_SECONDS:g})")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="music covers at most this many seconds from the start (default: the whole video)")
+    parser.add_argument("--window-seconds", type=float, default=MAX_WINDOW_SECONDS,
+                        help=f"generate in windows of this length (at most {MAX_WINDOW_SECONDS:g})")
+    parser.add_argument("--overlap-seconds", type=float, default=5.0,
+                        help="each window continues the last this-many seconds of the previous one's music, and "
+                             "the two are crossfaded there")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     return parser.parse_args(argv)
 
@@ -54,8 +61,12 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(f"{out.parent}: output folder does not exist")
     if args.guidance_scale is not None and not args.guidance_scale >= 1.0:
         raise UserError(f"--guidance-scale must be >= 1, got {args.guidance_scale}")
-    if not 0 < args.max_seconds <= MAX_SECONDS:
-        raise UserError(f"--max-seconds must be in (0, {MAX_SECONDS:g}], got {args.max_seconds}")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise UserError(f"--max-seconds must be > 0, got {args.max_seconds}")
+    if not 0 < args.window_seconds <= MAX_WINDOW_SECONDS:
+        raise UserError(f"--window-seconds must be in (0, {MAX_WINDOW_SECONDS:g}], got {args.window_seconds}")
+    if not 0 <= args.overlap_seconds < args.window_seconds:
+        raise UserError(f"--overlap-seconds must be >= 0 and shorter than --window-seconds, got {args.overlap_seconds}")
 
 
 def load_model(args: argparse.Namespace):
@@ -75,17 +86,18 @@ def load_model(args: argparse.Namespace):
     return VideoToMusic.from_pretrained(name)
 
 
-def music_seconds(video: Path, max_seconds: float) -> float:
+def music_seconds(video: Path, max_seconds: float | None) -> float:
     """How much music to make: the video's length, capped; says so when the video is longer."""
-    from data.video import probe_video
+    from data.video import probe_video, scan_duration
 
-    info = probe_video(video)
-    if info.duration <= 0:
-        return max_seconds
-    if info.duration > max_seconds:
-        print(f"note: the video is {info.duration:.1f} s long; music covers the first {max_seconds:.1f} s only",
+    duration = probe_video(video).duration
+    if duration <= 0:  # no length in the headers: read the packet times (no decoding)
+        duration = scan_duration(video)
+    if max_seconds is not None and duration > max_seconds:
+        print(f"note: the video is {duration:.1f} s long; music covers the first {max_seconds:.1f} s only",
               file=sys.stderr)
-    return min(info.duration, max_seconds)
+        return max_seconds
+    return duration
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,14 +109,14 @@ def run(args: argparse.Namespace) -> None:
     check_args(args)
     quiet_libraries()
     from data.media import mux_music, peak_normalise, temporary_sibling, write_wav
+    from model.long_form import generate_long
 
     started = time.perf_counter()
     seconds = music_seconds(args.video, args.max_seconds)
     model = load_model(args).eval()
-    features = model.extract_features(args.video, max_seconds=seconds)
-    seconds = min(seconds, features.duration)
-    wav = model.generate([features], seconds, seed=args.seed, guidance_scale=args.guidance_scale, progress=True)
-    music = peak_normalise(wav[0].numpy())
+    wav = generate_long(model, args.video, seconds, args.window_seconds, args.overlap_seconds, seed=args.seed,
+                        guidance_scale=args.guidance_scale, progress=True)
+    music = peak_normalise(wav.numpy())
     tmp_wav = temporary_sibling(args.out, ".wav")
     try:
         write_wav(tmp_wav, music, model.sample_rate)

@@ -217,10 +217,19 @@ def finish(accelerator, model, run_dir: Path, train) -> None:
 
 
 def _truncate_jsonl(path: Path, last_step: int) -> None:
-    """Drop log records past ``last_step`` (written before a kill, after the checkpoint we resume from)."""
+    """Drop log records past ``last_step`` (written before a kill, after the checkpoint we resume from), and a
+    last line cut short by the kill."""
     if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+        kept = [line for line in path.read_text().splitlines() if _record_step(line) <= last_step]
         path.write_text("".join(line + "\n" for line in kept))
+
+
+def _record_step(line: str) -> float:
+    """The step of one metrics.jsonl line; infinity for a line that is not a whole record."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
 
 
 def _append_jsonl(path: Path, record: dict) -> None:

@@ -81,6 +81,22 @@ def probe_video(path: str | Path) -> VideoInfo:
                          bool(container.streams.audio))
 
 
+
+def scan_duration(path: str | Path) -> float:
+    """Seconds up to the end of the last video packet, read from packet times without decoding (for files whose
+    headers carry no duration); 0 when no packet has a time."""
+    end = 0.0
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.time_base is not None:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+        except av.error.FFmpegError:
+            pass  # a truncated file: what was read so far
+    return end
+
+
 class _GridSampler:
     """Selects, from frames arriving in time order, the first frame at or after each grid time."""
 

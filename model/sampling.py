@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from model.aligned import aligned_injection
-from model.delay import delay_positions, undelay_codes
+from model.delay import delay_codes, delay_positions, undelay_codes
 from model.fast_decoder import FastDecoder, supports
 from model.guidance import guided_logits, with_null_branch
 
@@ -68,13 +68,33 @@ def _pick(logits: torch.Tensor, top_k: int, temperature: float, generator: torch
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
+def _prompted_layout(prompt: torch.Tensor | None, batch: int, num_codebooks: int, num_frames: int, start_token: int,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Delayed tokens [B, K, T+K] (BOS/pad everywhere, the prompt in place) and the prompt's positions [K, T+K]."""
+    tokens = torch.full((batch, num_codebooks, num_frames + num_codebooks), start_token, dtype=torch.long,
+                        device=device)
+    if prompt is None or prompt.shape[-1] == 0:
+        return tokens, torch.zeros(num_codebooks, num_frames + num_codebooks, dtype=torch.bool, device=device)
+    if prompt.shape[:2] != (batch, num_codebooks) or prompt.shape[-1] >= num_frames:
+        raise ValueError(f"prompt must be [{batch}, {num_codebooks}, P < {num_frames}], got {list(prompt.shape)}")
+    length = prompt.shape[-1]
+    tokens[:, :, :length + num_codebooks] = delay_codes(prompt.to(device), start_token, start_token)
+    forced = delay_positions(num_codebooks, length).to(device)  # [K, P+K]
+    forced = torch.cat([forced, forced.new_zeros(num_codebooks, num_frames - length)], dim=1)  # [K, T+K]
+    return tokens, forced
+
+
 @torch.no_grad()
 def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: int, num_codebooks: int,
                  start_token: int, guidance_scale: float = 1.0, top_k: int = 250, temperature: float = 1.0,
                  generator: torch.Generator | None = None, greedy: bool = False, progress: bool = False,
-                 aligned: torch.Tensor | None = None) -> torch.Tensor:
+                 aligned: torch.Tensor | None = None, prompt: torch.Tensor | None = None) -> torch.Tensor:
     """Sample codes [B, K, T] conditioned on encoder states ``hidden`` [B, L, D] with mask [B, L] (and, for models
     with the time-aligned term, ``aligned`` [B, T + K - 1, D] added to step t's input).
+
+    ``prompt`` codes [B, K, P] (P < T) continue earlier music (MusicGen's audio-prompt continuation): they are
+    written into the delayed layout as they would have been sampled, the decoder reads them step by step (teacher
+    forcing, same cache), and only the other tokens are sampled; the output starts with the prompt exactly.
 
     ``decoder`` is a ``MusicgenForCausalLM`` (possibly peft-wrapped), or a stepper (``FastDecoder``,
     ``TransformersSteps``) to choose the path. With ``guidance_scale > 1`` the null branch is appended and both run
@@ -88,17 +108,19 @@ def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: 
         condition = with_null_branch(*condition)
     hidden, mask, aligned = (*condition, None)[:3]
     real = delay_positions(num_codebooks, num_frames).to(hidden.device)  # [K, T+K]
-    tokens = torch.full((batch, num_codebooks, num_frames + num_codebooks), start_token, dtype=torch.long,
-                        device=hidden.device)
+    tokens, forced = _prompted_layout(prompt, batch, num_codebooks, num_frames, start_token, hidden.device)
     steps.start(hidden, mask, num_frames + num_codebooks - 1, aligned)
     for step in tqdm(range(num_frames + num_codebooks - 1), desc="generating", unit="step", disable=not progress,
                      leave=False):
         current = tokens[:, :, step]  # [B, K]
         logits = steps.step(torch.cat([current, current]) if guided else current)  # [B or 2B, K, V]
+        if forced[:, step + 1].all():  # the next step is all prompt: nothing to sample
+            continue
         if guided:
             logits = guided_logits(logits, guidance_scale)
         picked = _pick(logits.reshape(batch * num_codebooks, -1), top_k, temperature, generator, greedy)
-        tokens[:, :, step + 1] = torch.where(real[:, step + 1], picked.view(batch, num_codebooks), start_token)
+        sampled = torch.where(real[:, step + 1], picked.view(batch, num_codebooks), start_token)
+        tokens[:, :, step + 1] = torch.where(forced[:, step + 1], tokens[:, :, step + 1], sampled)
     steps.finish()
     return undelay_codes(tokens, num_frames)
 

@@ -173,8 +173,12 @@ class VideoToMusic(nn.Module):
     @torch.no_grad()
     def generate_codes(self, features: list[VideoFeatures], seconds: float, seed: int = 0,
                        guidance_scale: float | None = None, unconditional: bool = False, greedy: bool = False,
-                       progress: bool = False, precision: str = "float32") -> torch.Tensor:
+                       progress: bool = False, precision: str = "float32",
+                       prompt: torch.Tensor | None = None) -> torch.Tensor:
         """Codes [B, K, T] for ``seconds`` of music per clip (T = seconds x frame rate).
+
+        ``prompt`` codes [B, K, P] (P < T): music to continue; the output's first P frames are the prompt, and the
+        features' times (so the time-aligned term) count from the prompt's start.
 
         ``precision`` ("float32", or opt-in "bfloat16" / "int8": faster on a CPU, approximate — see
         ``model.fast_decoder``) is the storage of the decoder layers' weights while sampling.
@@ -189,7 +193,7 @@ class VideoToMusic(nn.Module):
         gen = self.config.generation
         return sample_codes(self.decoder_stepper(precision), hidden, mask, num_frames, self.num_codebooks,
                             self.start_token, scale, gen.top_k, gen.temperature, generator, greedy, progress,
-                            aligned)
+                            aligned, prompt)
 
     def decoder_stepper(self, precision: str = "float32"):
         """What ``sample_codes`` steps: see ``model.sampling.stepper_for``.

@@ -61,6 +61,36 @@ def test_long_video_is_capped_and_says_so(tmp_path):
     assert _streams(tmp_path / "o.mp4")["audio"] == pytest.approx(1.5, abs=0.1)
 
 
+
+def test_a_three_minute_video_gets_music_all_the_way_through(tmp_path, capsys):
+    import infer
+
+    video = write_video(tmp_path / "long.mp4", seconds=180.0, fps=5, size=(32, 32), cut_every=20.0)
+    infer.main(["--video", str(video), "--out", str(tmp_path / "o.mp4"), "--wav-out", str(tmp_path / "m.wav"),
+                "--config", "tiny", "--guidance-scale", "1"])  # in-process: one interpreter start fewer
+    assert "windows: 100%" in capsys.readouterr().err  # a progress bar per window
+    streams = _streams(tmp_path / "o.mp4")
+    assert streams["video"] == pytest.approx(180.0, abs=0.3) and streams["audio"] == pytest.approx(180.0, abs=0.2)
+    import soundfile as sf
+
+    music, rate = sf.read(tmp_path / "m.wav")
+    assert len(music) == 180 * rate and all(abs(music[i * rate * 30:(i + 1) * rate * 30]).max() > 0.05
+                                             for i in range(6))  # no silent stretch
+
+
+@pytest.mark.parametrize("seconds, audio", [(0.3, False), (2.0, False), (0.3, True)])
+def test_very_short_videos_and_videos_without_audio_get_music(tmp_path, seconds, audio):
+    video = write_video(tmp_path / "in.mp4", seconds=seconds, fps=10, size=(64, 48), audio=audio)
+    result = _infer("--video", str(video), "--out", str(tmp_path / "o.mp4"), "--wav-out", str(tmp_path / "m.wav"))
+    assert result.returncode == 0, result.stderr
+    streams = _streams(tmp_path / "o.mp4")
+    assert set(streams) == {"video", "audio"} and streams["audio"] == pytest.approx(seconds, abs=0.1)
+    import soundfile as sf
+
+    music, rate = sf.read(tmp_path / "m.wav")
+    assert len(music) == round(seconds * rate) and abs(music).max() > 0.5
+
+
 def _audio_only(path: Path) -> Path:
     container = av.open(str(path), "w")
     stream = container.add_stream("aac", rate=32000)
@@ -114,6 +144,9 @@ def test_refuses_to_overwrite_the_input_and_keeps_existing_outputs(tmp_path):
 
 @pytest.mark.parametrize("args, message", [(["--guidance-scale", "0.5"], "--guidance-scale"),
                                            (["--max-seconds", "0"], "--max-seconds"),
+                                           (["--window-seconds", "31"], "--window-seconds"),
+                                           (["--overlap-seconds", "30"], "--overlap-seconds"),
+                                           (["--overlap-seconds", "-1"], "--overlap-seconds"),
                                            (["--model", "/no/such/model"], "not a model folder")])
 def test_bad_options(tmp_path, args, message):
     video = write_video(tmp_path / "in.mp4", seconds=1.0)

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +50,32 @@ def test_resume_repeats_the_uninterrupted_losses(synthetic_set, tmp_path):
     (tmp_path / "b" / "checkpoints" / "step_000012.tmp").mkdir()  # a half-written checkpoint is ignored
     resumed = _train("--output-dir", str(tmp_path / "b"), *common, "--resume")
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout + resumed.stderr
+    assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
+
+
+def _logged_steps(run: Path) -> int:
+    log = run / "metrics.jsonl"
+    return log.read_text().count("\n") if log.is_file() else 0
+
+
+def test_sigkill_at_a_random_step_then_resume_repeats_the_uninterrupted_losses(synthetic_set, tmp_path):
+    common = ["--dataset", str(synthetic_set), "train.max_steps=40", "train.save_every=4", *FAST]
+    assert _train("--output-dir", str(tmp_path / "a"), *common).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    killed = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "--config", "tiny", "--output-dir",
+                               str(tmp_path / "b"), *common], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_at, deadline = random.randint(5, 35), time.monotonic() + 300  # after the step-4 checkpoint, mid-run
+    checkpoints = tmp_path / "b" / "checkpoints"
+    while not (list(checkpoints.glob("step_??????")) and _logged_steps(tmp_path / "b") >= kill_at):
+        assert killed.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.01)
+    os.kill(killed.pid, signal.SIGKILL)
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    logged = _logged_steps(tmp_path / "b")
+    resumed = _train("--output-dir", str(tmp_path / "b"), *common, "--resume")
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout + resumed.stderr, resumed.stderr[-2000:]
+    assert kill_at <= logged < 40, (kill_at, logged)
     assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
 
 
