@@ -1,7 +1,8 @@
 """An inference-only view of the MusicGen decoder (+ LoRA) for cached sampling: static KV cache, one call per step.
 
 Why: transformers' decoder forward spends each one-token step on cache objects, mask builders and module hooks
-(~19 ms of a ~140 ms step at the small size, measured by ``python -m bench``). Here a step is the bare computation
+(24 layers at width 32, where a step is nearly all overhead: 19 ms through transformers, 8 ms here, one thread;
+a small-size step is ~150-200 ms, so this is a few per cent there). Here a step is the bare computation
 — embeddings, per layer self-attention over a preallocated cache, cross-attention over keys/values computed once,
 feed-forward — then the heads, reading the decoder's own weights. In ``float32`` nothing is copied (the live
 parameters, LoRA applied as peft applies it), so the logits equal transformers' to the last bit.
@@ -45,7 +46,7 @@ def _parts(module: nn.Module) -> tuple[nn.Linear, list[tuple[torch.Tensor, torch
                   for name in module.active_adapters if name in module.lora_A]
 
 
-def _layer_modules(layer: nn.Module) -> dict[str, list[nn.Module]]:
+def layer_projections(layer: nn.Module) -> dict[str, list[nn.Module]]:
     """The projections of one decoder layer, grouped by the input they read (each group is one matmul when fused)."""
     s, c = layer.self_attn, layer.encoder_attn
     return {"qkv": [s.q_proj, s.k_proj, s.v_proj], "o": [s.out_proj], "xq": [c.q_proj], "xkv": [c.k_proj, c.v_proj],
@@ -68,7 +69,7 @@ def supports(decoder: nn.Module) -> bool:
     module has a forward hook that a step would skip."""
     try:
         for layer in _base_model(decoder).model.decoder.layers:
-            for modules in _layer_modules(layer).values():
+            for modules in layer_projections(layer).values():
                 [_parts(m) for m in modules]
     except NotImplementedError:
         return False
@@ -101,8 +102,9 @@ class Linear:
         self.weight = weight.bfloat16() if precision == "bfloat16" else _int8(weight)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.precision == "int8":
-            return torch.ops.quantized.linear_dynamic(x, self.weight, True)  # reduce_range: fbgemm's default
+        if self.precision == "int8":  # fbgemm quantizes its input with one scale: rows are scaled to one range
+            rows = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)  # first, so each row keeps its precision
+            return torch.ops.quantized.linear_dynamic(x / rows, self.weight, True) * rows  # (and is batch-independent)
         if self.precision == "bfloat16":
             return F.linear(x.bfloat16(), self.weight).float()
         outputs = []
@@ -140,12 +142,13 @@ class FastDecoder:
         self.final_norm = inner.layer_norm
         self.heads = Linear(list(base.lm_heads))  # K x [V, D], kept fp32 (small, sensitive)
         self.cache: list[tuple[torch.Tensor, ...]] = []
+        self.aligned: torch.Tensor | None = None
 
     @staticmethod
     def _layer(layer: nn.Module, precision: str) -> dict:
         # cross-attention keys/values are computed once per generation: kept exact
         out = {name: Linear(modules, "float32" if name == "xkv" else precision)
-               for name, modules in _layer_modules(layer).items()}
+               for name, modules in layer_projections(layer).items()}
         out.update(norm1=layer.self_attn_layer_norm, norm2=layer.encoder_attn_layer_norm, norm3=layer.final_layer_norm)
         return out
 
@@ -154,9 +157,12 @@ class FastDecoder:
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
     @torch.no_grad()
-    def start(self, hidden: torch.Tensor, mask: torch.Tensor, steps: int,
-              aligned: torch.Tensor | None = None) -> None:
-        """Encoder states [N, L, D] with mask [N, L]; allocates the self-attention cache for ``steps`` tokens."""
+    def start(self, hidden: torch.Tensor, mask: torch.Tensor, steps: int, aligned: torch.Tensor | None = None) -> None:
+        """Encoder states [N, L, D] with mask [N, L]; allocates the self-attention cache for ``steps`` tokens.
+
+        ``aligned`` [N, S, D] (the time-aligned term, ``model.aligned``) is added to step t's input embedding
+        (its last step repeats past S), as the hook of ``model.aligned.aligned_injection`` does on the HF path.
+        """
         hooked = hooked_modules(self.decoder)
         if hooked:  # e.g. a hook added after this stepper was built: its effect would be silently lost
             raise RuntimeError(f"FastDecoder would skip the forward hooks on {hooked[:3]}; step the decoder with "
@@ -200,4 +206,4 @@ class FastDecoder:
 
     def finish(self) -> None:
         """Free the caches (their size grows with the length: ~0.4 MB per step at the small size with guidance)."""
-        self.cache, self.cross_mask = [], None
+        self.cache, self.cross_mask, self.aligned = [], None, None
