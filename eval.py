@@ -62,6 +62,8 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="DATASET_DIR written by data/ (datasets.save_to_disk)")
     p.add_argument("--split", default="test")
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list from {','.join(SYSTEMS)}")
+    p.add_argument("--no-motion-model", help="a model trained without the motion stream (fusion.use_motion=false) "
+                   "for the no_motion system; default: --model with the motion tokens removed at inference")
     p.add_argument("--out", required=True, help="writes OUT/<system>/<clip_id>.wav, OUT/reference, OUT/report")
     p.add_argument("--seconds", type=float, help="music length per clip (default: the clip's duration)")
     p.add_argument("--seed", type=int, default=0, help="clip i uses seed + i, the same for every system")
@@ -169,8 +171,11 @@ def _link_video(source: Path, target: Path) -> None:
 
 
 def _generate_row(model, row: dict, dataset_dir: Path, out: Path, systems: list[str], seconds: float | None,
-                  seed: int) -> dict:
-    """All systems' music for one clip (same seed and length), the trimmed reference and the video link."""
+                  seed: int, no_motion_model=None) -> dict:
+    """All systems' music for one clip (same seed and length), the trimmed reference and the video link.
+
+    ``no_motion`` is ``no_motion_model`` (trained without motion: the fair ablation) when given, else ``model``
+    with the motion tokens removed at inference (cheap, but the model never saw that input in training)."""
     import soundfile as sf
 
     clip, video = row["id"], dataset_dir / row["video_path"]
@@ -179,8 +184,9 @@ def _generate_row(model, row: dict, dataset_dir: Path, out: Path, systems: list[
     features = model.extract_features(str(video), max_seconds=length) if missing else None
     for system in missing:
         condition = features.without_motion() if system == "no_motion" else features
-        wav = model.generate([condition], seconds=length, seed=seed, guidance_scale=None,
-                             unconditional=system == "unconditional")
+        generator = no_motion_model if system == "no_motion" and no_motion_model is not None else model
+        wav = generator.generate([condition], seconds=length, seed=seed, guidance_scale=None,
+                                 unconditional=system == "unconditional")
         _write_wav(out / system / f"{clip}.wav", wav[0].detach().float().cpu().numpy(), model.sample_rate)
     music, rate = sf.read(str(dataset_dir / row["music_path"]), dtype="float32")
     _write_wav(out / "reference" / f"{clip}.wav", music[: int(round(length * rate))], rate)
@@ -199,13 +205,15 @@ def generate(args: argparse.Namespace, scoring_options: list[str]) -> Path:
                                          str(out / "videos"), "--out", str(out / "report"), *scoring_options])
     rows = _dataset_rows(dataset_dir, args.split, args.limit)  # every option checked before hours of generation
     model = _load_model(args.model)
+    no_motion_model = _load_model(args.no_motion_model) if args.no_motion_model else None
     _output_folder(args.out)
-    manifest = {"model": args.model, "dataset": str(dataset_dir), "split": args.split, "systems": systems,
+    manifest = {"model": args.model, "no_motion_model": args.no_motion_model or f"{args.model} without motion tokens",
+                "dataset": str(dataset_dir), "split": args.split, "systems": systems,
                 "sample_rate": model.sample_rate, "clips": {}, "skipped": {}}
     for index, row in enumerate(tqdm(rows, desc="generating", unit="clip")):
         try:
             manifest["clips"][row["id"]] = _generate_row(model, row, dataset_dir, out, systems, args.seconds,
-                                                         args.seed + index)
+                                                         args.seed + index, no_motion_model)
         except (ValueError, OSError) as error:  # an unreadable clip is recorded, not fatal for the run
             manifest["skipped"][row["id"]] = str(error).splitlines()[0]
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")

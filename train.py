@@ -96,7 +96,8 @@ def train_step(model, source, step: int, config, accelerator, optimizer, schedul
         batch = make_batch(source, indices, train.clip_seconds, unwrapped, crops)
         sync = micro == train.grad_accum - 1
         with (accelerator.no_sync(model) if not sync else contextlib.nullcontext()), accelerator.autocast():
-            loss = model(batch.features, batch.codes, batch.lengths) / train.grad_accum
+            weights = batch.step_weights(unwrapped.num_codebooks)
+            loss = model(batch.features, batch.codes, batch.lengths, weights) / train.grad_accum
         accelerator.backward(loss)
         total += loss.item()
     accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], train.max_grad_norm)
@@ -170,7 +171,8 @@ def run(args: argparse.Namespace) -> None:
     model.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     accelerator.print(f"parameters: {sum(p.numel() for p in model.parameters()):,} total, {trainable:,} trainable")
-    source = ClipSource(train.dataset, "train", model, log=accelerator.print)
+    source = ClipSource(train.dataset, "train", model, log=accelerator.print, beat_alpha=train.beat_alpha,
+                        beat_delta=train.beat_delta)
     if len(source) == 0:
         raise UserError(f"{train.dataset}: the train split is empty")
     validation = ClipSource(train.dataset, "validation", model, log=accelerator.print)

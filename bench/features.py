@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.measure import interleaved, median, timed
+from bench.measure import interleaved, median
 from data.video import sample_frames
 from model.extract import extract_features
 from model.motion import motion_features

@@ -622,16 +622,32 @@ def prepare_out_dir(out_dir: Path, params: dict, overwrite: bool) -> None:
 
 def generate(out_dir: str | Path, n: int, seconds: float, seed: int, fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
              height: int = 128, fps: int = 24, renderer: str = "auto", soundfont: str | Path = DEFAULT_SOUNDFONT,
-             overwrite: bool = False, progress: bool = True) -> DatasetDict:
-    """Make (or resume) a synthetic clip dataset of ``n`` clips in ``out_dir``; returns the ``DatasetDict``."""
+             overwrite: bool = False, progress: bool = True, workers: int = 1) -> DatasetDict:
+    """Make (or resume) a synthetic clip dataset of ``n`` clips in ``out_dir``; returns the ``DatasetDict``.
+
+    Clips are independent (clip k depends only on the seed and k), so ``workers`` processes render them in any
+    order and the result is the same as with one."""
     out_dir, renderer = Path(out_dir), resolve_renderer(renderer, soundfont)
     params = {"generator_version": GENERATOR_VERSION, "seed": seed, "seconds": seconds, "fps": fps, "height": height,
               "renderer": renderer, "soundfont": str(soundfont) if renderer == "fluidsynth" else None}
     prepare_out_dir(out_dir, params, overwrite)
     specs = [sample_clip_spec(seed, index, seconds, fps, height) for index in range(n)]
-    for spec in tqdm(specs, desc="synthetic clips", unit="clip", disable=not progress):
-        if not clip_is_done(out_dir, spec.id):
+    todo = [spec for spec in specs if not clip_is_done(out_dir, spec.id)]
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="synthetic clips", unit="clip",
+               disable=not progress)
+    if workers > 1 and len(todo) > 1:
+        import functools
+        import multiprocessing
+
+        render = functools.partial(make_clip, out_dir=out_dir, renderer=renderer, soundfont=soundfont)
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for _ in pool.imap_unordered(render, todo):
+                bar.update()
+    else:
+        for spec in todo:
             make_clip(spec, out_dir, renderer, soundfont)
+            bar.update()
+    bar.close()
     dataset = build_dataset(specs, fractions, seed)
     for name in SPLITS:  # stale shards of an earlier save must not survive
         shutil.rmtree(out_dir / name, ignore_errors=True)
@@ -660,6 +676,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--renderer", default="auto", choices=RENDERERS,
                         help="music renderer (auto: fluidsynth when installed, else additive)")
     parser.add_argument("--soundfont", default=DEFAULT_SOUNDFONT, help="General MIDI SoundFont for fluidsynth")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering clips in parallel (default 1)")
     args = parser.parse_args(argv)
     _check_args(parser, args)
     return args
@@ -673,6 +690,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         (args.seed < 0, f"--seed must be >= 0, got {args.seed}"),
         (args.size < 32 or args.size % 2, f"--size must be an even frame height >= 32, got {args.size}"),
         (not (1 <= args.fps <= 120), f"--fps must be in [1, 120], got {args.fps}"),
+        (args.workers < 1, f"--workers must be >= 1, got {args.workers}"),
     ]
     for bad, message in problems:
         if bad:
@@ -688,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         renderer = resolve_renderer(args.renderer, args.soundfont)
         dataset = generate(args.out, args.n, args.seconds, args.seed, args.splits, args.size, args.fps,
-                           renderer, args.soundfont, args.overwrite)
+                           renderer, args.soundfont, args.overwrite, workers=args.workers)
     except SyntheticError as error:
         print(f"python -m data.synthetic: error: {error}", file=sys.stderr)
         return 2

@@ -217,6 +217,10 @@ class TrainConfig:
     log_every: int = 10
     num_workers: int = 0
     push_to_hub: str | None = None
+    # Beat-weighted loss (DESIGN.md §3, VMAs): frames where a music onset meets a video beat within +-beat_delta
+    # seconds weigh 1, all others beat_alpha (VMAs: 0.05). None: the plain cross-entropy.
+    beat_alpha: float | None = None
+    beat_delta: float = 0.1
 
     def validate(self) -> None:
         for name in ("batch_size", "grad_accum", "lr", "max_steps", "clip_seconds", "eval_every", "save_every",
@@ -226,6 +230,10 @@ class TrainConfig:
             raise ConfigError("train.warmup_steps and train.num_workers must be >= 0")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ConfigError(f"train.mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        if self.beat_alpha is not None and not 0 < self.beat_alpha <= 1:
+            raise ConfigError(f"train.beat_alpha must be in (0, 1] or null, got {self.beat_alpha}")
+        if self.beat_delta < 0:
+            raise ConfigError(f"train.beat_delta must be >= 0, got {self.beat_delta}")
 
 
 @dataclass

@@ -18,6 +18,8 @@ from torch import nn
 
 from model.features import FeatureBatch
 
+ALIGNED_OFFSETS = (-1, 0, 1)  # tokens around a decoder step's time that its time-aligned term sees
+
 
 def timestamp_embedding(times: torch.Tensor, dim: int, max_period: float, min_period: float = 0.05) -> torch.Tensor:
     """Sinusoidal embedding of times in seconds: [B, T] -> [B, T, dim].
@@ -72,7 +74,7 @@ class TemporalFusion(nn.Module):
         self.project = nn.Linear(d_fuse, decoder_dim)
         self.aligned_project = None
         if time_aligned:  # zero-initialised: training starts from the cross-attention-only model
-            self.aligned_project = nn.Linear(d_fuse, decoder_dim)
+            self.aligned_project = nn.Linear(len(ALIGNED_OFFSETS) * d_fuse, decoder_dim)
             nn.init.zeros_(self.aligned_project.weight), nn.init.zeros_(self.aligned_project.bias)
 
     def _embed(self, features: torch.Tensor, times: torch.Tensor, proj: nn.Module, stream: int) -> torch.Tensor:
@@ -105,12 +107,23 @@ class TemporalFusion(nn.Module):
         return hidden, mask.long(), aligned
 
     def _frame_aligned(self, tokens, mask, times, dense: int, num_steps: int, frame_rate: float) -> torch.Tensor:
-        """[B, L, d] -> [B, num_steps, Ddec]: for each decoder step, the token of the densest stream nearest in time."""
+        """[B, L, d] -> [B, num_steps, Ddec]: for each decoder step, the densest stream's tokens around its time.
+
+        Step s (time t = s / frame_rate) predicts the code frame at t, so it must see what happens *at* t. A motion
+        token is stamped with the later frame of its pair and describes the interval before it, so the token that
+        covers t is the first one stamped at or after t; the nearest token can be the one before a cut. Each step
+        gets the covering token and its neighbours (``ALIGNED_OFFSETS``), concatenated: [B, S, 3 d] -> [B, S, Ddec].
+        """
         if dense:  # motion tokens when there are any, else the semantic ones
             tokens, mask, times = tokens[:, :dense], mask[:, :dense], times[:, :dense]
-        step_times = torch.arange(num_steps, device=tokens.device) / frame_rate  # [S]
-        distance = (times[:, None, :] - step_times[None, :, None]).abs()  # [B, S, L]
-        nearest = distance.masked_fill(~mask[:, None, :], float("inf")).argmin(-1)  # [B, S]
-        picked = torch.gather(tokens, 1, nearest[..., None].expand(-1, -1, tokens.shape[-1]))  # [B, S, d]
+        step_times = torch.arange(num_steps, device=tokens.device) / frame_rate - 1e-6  # [S]
+        real = mask.sum(dim=1).clamp_min(1)  # [B] real tokens (sorted by time, padding at the end)
+        late = times.masked_fill(~mask, float("-inf"))[:, None, :] < step_times[None, :, None]  # [B, S, L]
+        covering = torch.minimum(late.sum(-1), real[:, None] - 1)  # [B, S] first token stamped at or after t
+        picked = []
+        for offset in ALIGNED_OFFSETS:
+            index = (covering + offset).clamp_min(0)
+            index = torch.minimum(index, real[:, None] - 1)
+            picked.append(torch.gather(tokens, 1, index[..., None].expand(-1, -1, tokens.shape[-1])))  # [B, S, d]
         has_tokens = mask.any(dim=1)[:, None, None]
-        return self.aligned_project(picked) * has_tokens
+        return self.aligned_project(torch.cat(picked, dim=-1)) * has_tokens

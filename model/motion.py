@@ -7,7 +7,9 @@ Per pair of frames (the later frame's timestamp), a fixed-size vector of ``Motio
 - ``grid`` x ``grid`` mean magnitudes over a coarse spatial grid       (where it moves)
 - mean absolute frame difference and a cut score                     (cuts, flashes, impacts flow cannot see)
 
-Magnitudes are in units of frame width (pixels / width), so features do not depend on the resolution flow runs at.
+Magnitudes are in frame widths per nominal flow interval (1 / ``flow_fps``): divided by the width, so features do
+not depend on the resolution flow runs at, and rescaled by each pair's true time gap, so the uneven gaps of a
+24 or 25 fps video sampled on a 10 fps grid (2 and 3 frames apart in turn) do not look like a pulse of motion.
 The cut score is the histogram distance between the two frames (OpenCV's Bhattacharyya comparison): near 1 at a
 hard cut, near 0 within a shot.
 """
@@ -41,11 +43,14 @@ def _cut_score(prev: np.ndarray, nxt: np.ndarray) -> float:
     return float(cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_BHATTACHARYYA))
 
 
-def pair_features(prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray, cfg: MotionConfig) -> np.ndarray:
-    """Features of one frame pair: grey uint8 [h, w] x2 and flow [h, w, 2] -> float32 [cfg.feature_dim]."""
+def pair_features(prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray, cfg: MotionConfig,
+                  gap_ratio: float = 1.0) -> np.ndarray:
+    """Features of one frame pair: grey uint8 [h, w] x2 and flow [h, w, 2] -> float32 [cfg.feature_dim].
+
+    ``gap_ratio``: the pair's time gap over the nominal 1 / flow_fps; flow magnitudes are divided by it."""
     width = prev.shape[1]
     magnitude, angle = cv2.cartToPolar(flow[..., 0], flow[..., 1])  # [h, w] each; angle in radians
-    magnitude = magnitude / width
+    magnitude = magnitude / (width * gap_ratio)
     stats = [magnitude.mean(), magnitude.std(), np.percentile(magnitude, 90), magnitude.max()]
     bins = (angle / (2 * np.pi) * cfg.direction_bins).astype(np.int64) % cfg.direction_bins
     directions = np.bincount(bins.ravel(), weights=magnitude.ravel(), minlength=cfg.direction_bins)
@@ -61,7 +66,8 @@ def motion_features(frames: np.ndarray, times: np.ndarray, cfg: MotionConfig) ->
     A single frame gives no pair: the result is then empty ([0, feature_dim]), which fusion handles.
     """
     flow = create_flow(cfg.algorithm)
-    features = [pair_features(frames[i - 1], frames[i], flow(frames[i - 1], frames[i]), cfg)
+    gaps = np.clip(np.diff(np.asarray(times, np.float64)) * cfg.flow_fps, 0.25, 4.0)  # [N-1], 1 on an even grid
+    features = [pair_features(frames[i - 1], frames[i], flow(frames[i - 1], frames[i]), cfg, float(gaps[i - 1]))
                 for i in range(1, len(frames))]
     out = np.stack(features) if features else np.zeros((0, cfg.feature_dim), np.float32)
     return out, np.asarray(times[1:], np.float32)

@@ -64,13 +64,20 @@ def test_without_motion_uses_the_semantic_tokens_alone():
     assert hidden.shape == (1, 6, 16)
 
 
-def test_time_aligned_term_starts_at_zero_and_follows_the_nearest_motion_token():
-    fusion, f = _fusion(time_aligned=True), _features()
+def test_time_aligned_term_starts_at_zero_and_sees_the_motion_token_covering_each_step():
+    fusion, f = _fusion(time_aligned=True, self_layers=0), _features()  # no self-attention: tokens stay separate
     _, _, aligned = fusion(collate_features([f], 8, 6), num_steps=150, frame_rate=50.0)
     assert aligned.shape == (1, 150, 16) and torch.all(aligned == 0)  # zero-initialised: no effect at first
     torch.nn.init.normal_(fusion.aligned_project.weight)
-    _, _, aligned = fusion(collate_features([f], 8, 6), num_steps=150, frame_rate=50.0)
-    # steps 0.1 s apart on the 10 fps motion grid pick different tokens; steps within one flow frame share one
-    assert torch.equal(aligned[0, 50], aligned[0, 52]) and not torch.equal(aligned[0, 50], aligned[0, 55])
+    _, _, before = fusion(collate_features([f], 8, 6), num_steps=150, frame_rate=50.0)
+    # steps 1.02-1.10 s lie in the pair stamped 1.1 s (frames 1.0 -> 1.1): they share one term; 1.0 s is the pair before
+    assert torch.equal(before[0, 51], before[0, 55]) and not torch.equal(before[0, 50], before[0, 51])
+    changed = f.motion.clone()
+    changed[10] += 5.0  # the token stamped 1.1 s
+    after = fusion(collate_features([VideoFeatures(f.semantic, f.semantic_times, changed, f.motion_times, f.duration)],
+                                    8, 6), num_steps=150, frame_rate=50.0)[2]
+    moved = (after[0] - before[0]).abs().sum(-1) > 0  # [S]
+    # seen by the steps it covers (51-55), one pair ahead (56-60) and one pair behind (46-50), by no other step
+    assert moved.nonzero().flatten().tolist() == list(range(46, 61))
     _, _, none = _fusion()(collate_features([f], 8, 6), num_steps=150)
     assert none is None

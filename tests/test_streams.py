@@ -101,3 +101,18 @@ def test_odd_tiny_and_large_sizes(tmp_path, size):
     path = write_video(tmp_path / "v.mp4", seconds=0.5, fps=10, size=size, codec="mpeg4" if size[0] % 2 else "libx264")
     frames = sample_frames(path, 2.0, 32, 10.0, 64)
     assert frames.clip_frames.shape[1:] == (32, 32, 3) and frames.flow_frames.shape[2] == 64
+
+
+def test_steady_motion_stays_steady_on_an_uneven_sampling_grid():
+    """A 24 fps pan sampled on the 10 fps grid is 2 or 3 source frames apart in turn: per-pair flow would pulse."""
+    import cv2
+
+    texture = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (64, 160)).astype(np.uint8), (7, 7), 2)
+    source_times = np.arange(48) / 24.0
+    picked = [int(np.ceil(k * 0.1 * 24 - 1e-6)) for k in range(20)]  # first source frame at or after each grid time
+    frames = np.stack([texture[:, 2 * i: 2 * i + 64] for i in picked])  # 2 px per source frame
+    features, _ = motion_features(frames, source_times[picked], MotionConfig(width=64))
+    gaps = np.diff(picked)
+    assert set(gaps) == {2, 3}
+    mean_magnitude = features[:, 0]
+    assert mean_magnitude.max() / mean_magnitude.min() < 1.15  # per-pair magnitudes would differ by 1.5x

@@ -91,6 +91,14 @@ def test_accelerate_launch_with_two_cpu_processes(synthetic_set, tmp_path):
         "rng_rank0.safetensors", "rng_rank1.safetensors"]
 
 
+def test_beat_weighted_loss_changes_what_is_minimised(synthetic_set, tmp_path):
+    common = ["--dataset", str(synthetic_set), "train.max_steps=2", *FAST]
+    plain = _train("--output-dir", str(tmp_path / "plain"), *common)
+    weighted = _train("--output-dir", str(tmp_path / "weighted"), *common, "train.beat_alpha=0.05")
+    assert plain.returncode == 0 and weighted.returncode == 0, weighted.stderr[-2000:]
+    assert _losses(tmp_path / "weighted")[0] != _losses(tmp_path / "plain")[0]  # same batch, other weights
+
+
 def test_processes_take_disjoint_batches_that_do_not_depend_on_resuming():
     from training.clips import batch_indices
 

@@ -26,6 +26,7 @@ class Example:
     features: VideoFeatures
     codes: torch.Tensor  # [K, T] long
     event_times: torch.Tensor  # [E] seconds of known cuts/impacts (synthetic ground truth; empty elsewhere)
+    frame_weights: torch.Tensor | None = None  # [T] beat-weighted loss weights (training/beat_weights.py), if used
 
 
 def load_split(dataset_dir: str | Path, split: str):
@@ -58,8 +59,10 @@ def read_music(path: Path, sample_rate: int) -> torch.Tensor:
 class ClipSource:
     """Examples of one split: ``example(i)`` returns the whole clip's features and codes."""
 
-    def __init__(self, dataset_dir: str | Path, split: str, model, log=print):
+    def __init__(self, dataset_dir: str | Path, split: str, model, log=print, beat_alpha: float | None = None,
+                 beat_delta: float = 0.1):
         self.dir = Path(dataset_dir)
+        self.beat_alpha, self.beat_delta = beat_alpha, beat_delta
         self.rows = load_split(self.dir, split)
         self.model = model
         self.memory: dict[int, Example] = {}
@@ -84,17 +87,30 @@ class ClipSource:
         return self.memory[index]
 
     def _read(self, index: int) -> Example:
-        row = self.rows[index]
+        row, music = self.rows[index], None
         if self.cached:
             from data.features import row_features
 
             features, codes = row_features(row, self.cached)
-            return Example(features, codes.long(), _events(row))
-        seconds = float(row["duration"])
-        features = self.model.extract_features(self.dir / row["video_path"], start=0.0, max_seconds=seconds)
-        music = read_music(self.dir / row["music_path"], self.model.sample_rate)
-        codes = self.model.codec.encode(music)[0]  # [K, T]
-        return Example(features, codes.long(), _events(row))
+        else:
+            seconds = float(row["duration"])
+            features = self.model.extract_features(self.dir / row["video_path"], start=0.0, max_seconds=seconds)
+            music = read_music(self.dir / row["music_path"], self.model.sample_rate)
+            codes = self.model.codec.encode(music)[0]  # [K, T]
+        example = Example(features, codes.long(), _events(row))
+        if self.beat_alpha is not None:
+            if music is None:
+                music = read_music(self.dir / row["music_path"], self.model.sample_rate)
+            example.frame_weights = self._frame_weights(music[0, 0].numpy(), features, codes.shape[-1])
+        return example
+
+    def _frame_weights(self, wav: np.ndarray, features: VideoFeatures, frames: int) -> torch.Tensor:
+        from training.beat_weights import frame_weights, music_onsets, video_beats
+
+        rate = self.model.frame_rate
+        onsets = music_onsets(wav, self.model.sample_rate, rate, frames)
+        beats = video_beats(features, rate, frames, self.beat_delta)
+        return frame_weights(onsets, beats, round(self.beat_delta * rate), self.beat_alpha)
 
 
 def _events(row: dict) -> torch.Tensor:
@@ -102,10 +118,11 @@ def _events(row: dict) -> torch.Tensor:
 
 
 def crop(example: Example, seconds: float, frame_rate: int,
-         generator: torch.Generator | None) -> tuple[VideoFeatures, torch.Tensor, torch.Tensor]:
+         generator: torch.Generator | None) -> tuple[VideoFeatures, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """A ``seconds`` crop at a random whole code frame (at the start when ``generator`` is None).
 
-    Returns features, codes [K, T] and a bool [T] marking code frames within one frame of a known event.
+    Returns features, codes [K, T], a bool [T] marking code frames within one frame of a known event, and the
+    crop's beat-weighted loss weights [T] (None when the source computes none).
     """
     total = example.codes.shape[-1]
     length = min(total, max(1, round(seconds * frame_rate)))
@@ -117,7 +134,8 @@ def crop(example: Example, seconds: float, frame_rate: int,
     event_frames = (example.event_times * frame_rate).round()
     near_event = (frames[:, None] - event_frames[None, :]).abs().le(1).any(dim=1) if len(event_frames) else \
         torch.zeros(length, dtype=torch.bool)
-    return features, example.codes[:, start:start + length], near_event
+    weights = None if example.frame_weights is None else example.frame_weights[start:start + length]
+    return features, example.codes[:, start:start + length], near_event, weights
 
 
 def batch_indices(micro_step: int, batch_size: int, size: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
@@ -140,15 +158,28 @@ class Batch:
     codes: torch.Tensor  # [B, K, T] long, zero-padded
     lengths: torch.Tensor  # [B] real frames
     near_event: torch.Tensor  # [B, T] bool, code frames within one frame of a known event
+    frame_weights: torch.Tensor | None = None  # [B, T] beat-weighted loss weights (padding: 1, not scored)
+
+    def step_weights(self, num_codebooks: int) -> torch.Tensor | None:
+        """The frame weights laid out like the delayed labels, [B, K, T + K - 1]; None for the plain loss."""
+        if self.frame_weights is None:
+            return None
+        from training.beat_weights import delayed_weights
+
+        return delayed_weights(self.frame_weights, num_codebooks, self.codes.shape[-1] + num_codebooks - 1)
 
 
 def make_batch(source: ClipSource, indices: list[int], seconds: float, model,
                generator: torch.Generator | None) -> Batch:
     """Crops of the given rows, padded into one batch."""
     crops = [crop(source.example(i), seconds, model.frame_rate, generator) for i in indices]
-    lengths = torch.tensor([codes.shape[-1] for _, codes, _ in crops])
+    lengths = torch.tensor([codes.shape[-1] for _, codes, *_ in crops])
     codes = torch.zeros(len(crops), crops[0][1].shape[0], int(lengths.max()), dtype=torch.long)
     near_event = torch.zeros(len(crops), int(lengths.max()), dtype=torch.bool)
-    for b, (_, c, events) in enumerate(crops):
+    weighted = all(w is not None for *_, w in crops)
+    weights = torch.ones(len(crops), int(lengths.max())) if weighted else None
+    for b, (_, c, events, w) in enumerate(crops):
         codes[b, :, : c.shape[-1]], near_event[b, : c.shape[-1]] = c, events
-    return Batch(model.collate([f for f, _, _ in crops]), codes, lengths, near_event)
+        if weighted:
+            weights[b, : c.shape[-1]] = w
+    return Batch(model.collate([f for f, *_ in crops]), codes, lengths, near_event, weights)
