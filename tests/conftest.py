@@ -16,6 +16,16 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def decaying_hits(times: list[float], seconds: float, sample_rate: int, noise: float = 0.003) -> np.ndarray:
+    """Float32 [seconds * sample_rate]: a faint noise floor with a short decaying tone burst at each of ``times``."""
+    wav = noise * np.random.default_rng(0).standard_normal(int(seconds * sample_rate)).astype(np.float32)
+    burst = np.exp(-np.arange(2000) / 250.0) * np.sin(np.arange(2000) * 0.25)
+    for t in times:
+        start = int(t * sample_rate)
+        wav[start:start + 2000] += burst[: len(wav[start:start + 2000])]
+    return wav
+
+
 def write_video(path: Path, seconds: float = 3.0, fps: int = 24, size: tuple[int, int] = (96, 64),
                 cut_every: float = 1.0, audio: bool = False, codec: str = "libx264") -> Path:
     """A small mp4: a bar moving right and a background that jumps in brightness every ``cut_every`` s."""

@@ -1,27 +1,19 @@
 """The beat-weighted loss: detectors on known signals, weights where onsets meet video beats, the delayed layout."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from model.delay import training_pair
 from model.features import VideoFeatures
 from model.v2m import codebook_cross_entropy
+from tests.conftest import decaying_hits
 from training.beat_weights import delayed_weights, frame_weights, music_onsets, video_beats
 
 RATE, SR = 50, 32000
 
 
-def _clicks(times: list[float], seconds: float = 4.0) -> np.ndarray:
-    wav = 0.01 * np.random.default_rng(0).standard_normal(int(seconds * SR)).astype(np.float32)
-    for t in times:
-        start = int(t * SR)
-        wav[start:start + 1600] += np.exp(-np.arange(1600) / 200.0) * np.sin(np.arange(1600) * 0.3)
-    return wav
-
-
 def test_music_onsets_land_on_the_clicks():
-    onsets = music_onsets(_clicks([0.5, 1.7, 3.1]), SR, RATE, 200)
+    onsets = music_onsets(decaying_hits([0.5, 1.7, 3.1], 4.0, SR), SR, RATE, 200)
     found = onsets.nonzero().flatten()
     for t in (0.5, 1.7, 3.1):
         assert (found - t * RATE).abs().min() <= 2
