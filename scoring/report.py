@@ -17,6 +17,9 @@ from scoring.fad import fad_from_clips
 from scoring.runner import REFERENCE_SYSTEM, Models, Results, Settings
 from scoring.stats import N_BOOTSTRAP, bootstrap_ci, mean_ci
 
+PAIRED_BASE = "ours"  # the system the paired differences are taken from, when present
+
+
 def ci_method(settings: Settings) -> str:
     return (f"95 % percentile bootstrap over clips ({N_BOOTSTRAP} resamples of the per-clip values; FAD: "
             f"{settings.fad_bootstrap} paired resamples of clips, FAD recomputed on each)")
@@ -84,6 +87,31 @@ def aggregate(results: Results, settings: Settings, models: Models) -> dict[str,
     return table
 
 
+def paired_differences(results: Results, settings: Settings) -> dict[str, dict[str, dict]]:
+    """``{other system: {metric: mean_ci of (base - other) per clip}}`` over the clips both systems have.
+
+    Why: every system is generated on the same clips with the same seeds, so the clip-to-clip spread (some clips
+    are simply harder) is shared; the interval of the per-clip difference is the fair test of "is A better than B",
+    and it is much tighter than comparing two separate intervals. The base is ``ours`` when present, else the
+    first system.
+    """
+    systems = [s for s in results.per_clip if s != REFERENCE_SYSTEM]
+    if len(systems) < 2:
+        return {}
+    base = PAIRED_BASE if PAIRED_BASE in systems else systems[0]
+    keys = [k for m, k, _, _ in COLUMNS if m in settings.metrics and k != "fad"]
+    out: dict[str, dict[str, dict]] = {}
+    for other in (s for s in systems if s != base):
+        shared = sorted(set(results.per_clip[base]) & set(results.per_clip[other]))
+        out[other] = {}
+        for key in keys:
+            pairs = [(results.per_clip[base][c].get(key, math.nan), results.per_clip[other][c].get(key, math.nan))
+                     for c in shared]
+            if any(math.isfinite(a) and math.isfinite(b) for a, b in pairs):
+                out[other][key] = mean_ci([a - b for a, b in pairs])
+    return {"base": base, "versus": out} if out else {}
+
+
 def _clean(value):
     """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python numbers."""
     if isinstance(value, dict):
@@ -114,6 +142,7 @@ def build_report(results: Results, settings: Settings, models: Models, extra: di
         "definitions": {_column_key(k, settings): v for k, v in DEFINITIONS.items()},
         "not_computed": models.not_computed,
         "systems": {s: {"aggregate": table[s], "clips": results.per_clip[s]} for s in table},
+        "paired_differences": paired_differences(results, settings),
         "skipped": results.skipped,
         "timing": {"clips": clips, "total_seconds": float(sum(results.clip_seconds)),
                    "seconds_per_clip": float(np.mean(results.clip_seconds)) if clips else None,
@@ -156,6 +185,7 @@ def markdown_report(report: dict, settings: Settings) -> str:
     counts = ", ".join(f"{system} {len(entry['clips'])}" for system, entry in report["systems"].items())
     lines += ["", f"Clips per system: {counts}."]
     lines += [f"- **{m}** {why}" for m, why in report["not_computed"].items()]
+    lines += _paired_lines(report.get("paired_differences") or {}, keys)
     lines += ["", "## Definitions", ""] + [f"- `{k}`: {v}" for k, v in report["definitions"].items()
                                           if any(k == key for key, _, _ in keys)]
     if report["skipped"]:
@@ -165,6 +195,19 @@ def markdown_report(report: dict, settings: Settings) -> str:
         lines += ["", f"Scoring took {timing['total_seconds']:.1f} s for {timing['clips']} clips "
                       f"({timing['seconds_per_clip']:.2f} s per clip of {timing['audio_seconds_per_clip']:.1f} s audio)."]
     return "\n".join(lines) + "\n"
+
+
+def _paired_lines(paired: dict, keys: list[tuple[str, str, str]]) -> list[str]:
+    """Markdown rows ``base - other`` per metric (mean [95 % CI] of the per-clip difference)."""
+    if not paired:
+        return []
+    shown = [(k, t, b) for k, t, b in keys if any(k in row for row in paired["versus"].values())]
+    lines = ["", f"## Paired differences: {paired['base']} minus each system, per clip", "",
+             "Same clips and seeds for every system; an interval that excludes 0 is a difference the clips support.",
+             "", "| versus | " + " | ".join(f"Δ {t}" for _, t, _ in shown) + " |", "|---" * (len(shown) + 1) + "|"]
+    for other, row in paired["versus"].items():
+        lines.append(f"| {paired['base']} − {other} | " + " | ".join(_cell(row.get(k)) for k, _, _ in shown) + " |")
+    return lines
 
 
 def write_report(out_dir: Path, report: dict, settings: Settings) -> None:

@@ -21,3 +21,15 @@ def test_hit_share_edge_cases():
     assert np.isnan(hit_share(np.array([1.0]), np.array([]), 0.1))
     assert hit_share(np.array([]), np.array([1.0]), 0.1) == 0.0
     assert hit_share(np.array([1.05, 3.0]), np.array([1.0, 2.0]), 0.1) == 0.5
+
+
+def test_paired_lift_is_taken_per_clip_against_ours():
+    from tools.event_hits import paired_lift
+
+    per_system = {"ours": {"a": {"event": 1.0, "control": 0.0}, "b": {"event": 0.5, "control": 0.5}},
+                  "no_motion": {"a": {"event": 0.5, "control": 0.5}, "b": {"event": 0.5, "control": 0.5},
+                                "c": {"event": 1.0, "control": 0.0}},  # c: not in ours, so not paired
+                  "reference": {"a": {"event": 1.0, "control": 0.0}}}
+    paired = paired_lift(per_system)
+    assert set(paired) == {"no_motion"}
+    assert paired["no_motion"]["n"] == 2 and paired["no_motion"]["mean"] == 0.5

@@ -1,6 +1,9 @@
 """Long videos (model.long_form): window plan, equal-power joins, prompted sampling, each window on its own video."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -109,3 +112,24 @@ def test_packet_times_give_the_length_when_headers_do_not(tmp_path):
     from data.video import scan_duration
 
     assert scan_duration(write_video(tmp_path / "v.mp4", seconds=2.0, fps=10, size=(32, 32))) == pytest.approx(2.0, abs=0.11)
+
+
+def test_the_continuity_tool_runs_as_a_script_and_refuses_bad_input(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    root = Path(__file__).resolve().parent.parent
+    wav = tmp_path / "music.wav"
+    sf.write(wav, 0.1 * np.sin(2 * np.pi * 440 * np.arange(24 * 8000) / 8000), 8000)
+    (tmp_path / "noise.wav").write_text("not audio")
+    run = lambda *args: subprocess.run([sys.executable, str(root / "tools" / "long_video.py"), *args],  # noqa: E731
+                                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = run("continuity", str(wav), "--window-seconds", "10", "--overlap-seconds", "2")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["join"]["points"] == 2
+    for bad in (tmp_path / "missing.wav", tmp_path / "noise.wav"):
+        failed = run("continuity", str(bad))
+        assert failed.returncode == 2 and failed.stderr.startswith("error:") and "Traceback" not in failed.stderr

@@ -199,3 +199,24 @@ def test_local_evaluate_module_loads_offline():
     assert done.returncode == 0, done.stderr[-2000:]
     same, shifted = json.loads(done.stdout.strip().splitlines()[-1])
     assert same == pytest.approx(0.0, abs=1e-6) and shifted == pytest.approx(3.0, rel=1e-6)
+
+
+def test_paired_differences_see_a_shift_that_separate_intervals_hide():
+    from scoring.report import markdown_report, paired_differences
+    from scoring.runner import Results, Settings
+
+    # clip difficulty varies a lot (shared by both systems); "ours" is better by a constant 0.05 on every clip
+    difficulty = np.random.default_rng(0).uniform(0.0, 0.8, size=40)
+    results = Results(per_clip={
+        "ours": {f"c{i}": {"bhs": d + 0.05} for i, d in enumerate(difficulty)},
+        "no_motion": {f"c{i}": {"bhs": d} for i, d in enumerate(difficulty)},
+        "reference": {f"c{i}": {"av_align": 0.1} for i in range(40)}})
+    paired = paired_differences(results, Settings(metrics=["beat"]))
+    delta = paired["versus"]["no_motion"]["bhs"]
+    assert paired["base"] == "ours" and "reference" not in paired["versus"]
+    assert delta["mean"] == pytest.approx(0.05) and delta["ci_low"] == pytest.approx(0.05) and delta["n"] == 40
+    separate = [mean_ci([c["bhs"] for c in results.per_clip[s].values()]) for s in ("ours", "no_motion")]
+    assert separate[0]["ci_low"] < separate[1]["ci_high"]  # the unpaired intervals overlap
+    report = {"confidence_interval": "x", "systems": {}, "not_computed": {}, "definitions": {}, "skipped": [],
+              "timing": {"clips": 0}, "paired_differences": paired}
+    assert "| ours − no_motion | 0.050 [0.050, 0.050]" in markdown_report(report, Settings(metrics=["beat"]))

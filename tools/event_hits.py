@@ -48,8 +48,23 @@ def clip_scores(wav: np.ndarray, sample_rate: int, events: np.ndarray, beat: flo
             "onsets_per_s": len(onsets) / seconds}
 
 
-def score_run(run: Path, dataset: Path, tolerance: float) -> dict:
+def system_scores(run: Path, system: str, manifest: dict, rows: dict, tolerance: float) -> dict[str, dict]:
+    """``{clip id: clip_scores(...)}`` for one system folder of an ``eval.py generate`` run."""
     import soundfile as sf
+
+    per_clip = {}
+    for clip, info in manifest["clips"].items():
+        row, path = rows.get(clip), run / system / f"{clip}.wav"
+        if row is None or not path.is_file() or not row.get("event_times"):
+            continue
+        wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        per_clip[clip] = clip_scores(wav.mean(axis=1), rate, np.asarray(row["event_times"], float),
+                                     60.0 / float(row["tempo"]), float(info["seconds"]), tolerance)
+    return per_clip
+
+
+def score_run(run: Path, dataset: Path, tolerance: float) -> dict:
+    """``{"systems": {system: event hit, control hit, lift, onsets/s}, "paired_lift": {other: ours - other}}``."""
     from datasets import load_from_disk
 
     from scoring.stats import mean_ci
@@ -60,21 +75,27 @@ def score_run(run: Path, dataset: Path, tolerance: float) -> dict:
     manifest = json.loads(manifest_path.read_text())
     rows = {row["id"]: row for row in load_from_disk(str(dataset))[manifest.get("split", "test")]}
     systems = [s for s in manifest["systems"] + ["reference"] if (run / s).is_dir()]
+    per_system = {s: system_scores(run, s, manifest, rows, tolerance) for s in systems}
     out = {}
-    for system in systems:
-        per_clip = []
-        for clip, info in manifest["clips"].items():
-            row, path = rows.get(clip), run / system / f"{clip}.wav"
-            if row is None or not path.is_file() or not row.get("event_times"):
-                continue
-            wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
-            per_clip.append(clip_scores(wav.mean(axis=1), rate, np.asarray(row["event_times"], float),
-                                        60.0 / float(row["tempo"]), float(info["seconds"]), tolerance))
-        lift = [c["event"] - c["control"] for c in per_clip]
-        out[system] = {"event_hit": mean_ci([c["event"] for c in per_clip]),
-                       "control_hit": mean_ci([c["control"] for c in per_clip]),
-                       "lift": mean_ci(lift), "onsets_per_s": mean_ci([c["onsets_per_s"] for c in per_clip])}
-    return out
+    for system, per_clip in per_system.items():
+        scores = list(per_clip.values())
+        out[system] = {"event_hit": mean_ci([c["event"] for c in scores]),
+                       "control_hit": mean_ci([c["control"] for c in scores]),
+                       "lift": mean_ci([c["event"] - c["control"] for c in scores]),
+                       "onsets_per_s": mean_ci([c["onsets_per_s"] for c in scores])}
+    return {"systems": out, "paired_lift": paired_lift(per_system)}
+
+
+def paired_lift(per_system: dict[str, dict[str, dict]], base: str = "ours") -> dict[str, dict]:
+    """``{other: mean_ci of (lift of base - lift of other)}`` over shared clips: the same clips and seeds for every
+    system, so the per-clip difference is the fair comparison (``scoring.report.paired_differences``)."""
+    from scoring.stats import mean_ci
+
+    if base not in per_system:
+        return {}
+    lift = {s: {c: v["event"] - v["control"] for c, v in clips.items()} for s, clips in per_system.items()}
+    return {other: mean_ci([lift[base][c] - lift[other][c] for c in sorted(set(lift[base]) & set(lift[other]))])
+            for other in lift if other not in (base, "reference")}
 
 
 def format_table(scores: dict, tolerance: float) -> str:
@@ -83,9 +104,11 @@ def format_table(scores: dict, tolerance: float) -> str:
 
     lines = [f"| system | event hit (±{tolerance * 1000:.0f} ms) | control hit | lift | onsets/s | clips |",
              "|---|---|---|---|---|---|"]
-    for system, s in scores.items():
+    for system, s in scores["systems"].items():
         lines.append(f"| {system} | {cell(s['event_hit'])} | {cell(s['control_hit'])} | {cell(s['lift'])} | "
                      f"{s['onsets_per_s']['mean']:.2f} | {s['event_hit']['n']} |")
+    lines += [f"\nlift of ours − {other}, paired per clip: {cell(d)} ({d['n']} clips)"
+              for other, d in scores["paired_lift"].items()]
     return "\n".join(lines)
 
 

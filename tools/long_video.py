@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a plain script: the project's packages are importable
+
+from cli import UserError, run_cli  # noqa: E402
 
 
 def _profile(wav: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
@@ -82,15 +85,24 @@ def main() -> None:
     parser.add_argument("path", type=Path)
     parser.add_argument("--window-seconds", type=float, default=30.0)
     parser.add_argument("--overlap-seconds", type=float, default=5.0)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     args, rest = parser.parse_known_args()
-    if args.what == "continuity":
-        import soundfile as sf
+    run_cli(lambda: print(json.dumps(_run(args, rest), indent=2)), debug=args.debug)
 
-        wav, rate = sf.read(str(args.path), dtype="float32")
-        print(json.dumps(continuity(wav, rate, args.window_seconds, args.overlap_seconds), indent=2))
-    else:
-        print(json.dumps(cost(args.path, "--window-seconds", str(args.window_seconds), "--overlap-seconds",
-                              str(args.overlap_seconds), *rest)))
+
+def _run(args: argparse.Namespace, rest: list[str]) -> dict:
+    if not args.path.is_file():
+        raise UserError(f"{args.path}: no such file")
+    if args.what == "cost":
+        return cost(args.path, "--window-seconds", str(args.window_seconds), "--overlap-seconds",
+                    str(args.overlap_seconds), *rest)
+    import soundfile as sf
+
+    try:
+        wav, rate = sf.read(str(args.path), dtype="float32", always_2d=True)
+    except sf.LibsndfileError as error:
+        raise UserError(f"{args.path}: not a readable audio file ({error})") from None
+    return continuity(wav.mean(axis=1), rate, args.window_seconds, args.overlap_seconds)
 
 
 if __name__ == "__main__":
