@@ -54,6 +54,9 @@ class SemanticConfig:
         _positive("semantic.batch_size", self.batch_size)
 
 
+DIS_PRESETS = ("ultrafast", "fast", "medium")
+
+
 @dataclass
 class MotionConfig:
     """Motion stream: dense optical flow on small greyscale frames sampled at ``flow_fps``.
@@ -64,9 +67,11 @@ class MotionConfig:
 
     flow_fps: float = 10.0
     algorithm: str = "dis"  # "dis" (fast, default) or "farneback"
+    dis_preset: str = "ultrafast"  # OpenCV DIS preset: "ultrafast", "fast" or "medium" (finer, for small objects)
     width: int = 128
     direction_bins: int = 8
     grid: int = 4
+    speed_stats: bool = False  # 3 more features: share of moving pixels, median and 90th percentile of their speed
 
     def validate(self) -> None:
         _positive("motion.flow_fps", self.flow_fps)
@@ -77,11 +82,14 @@ class MotionConfig:
             raise ConfigError(f"motion.algorithm must be 'dis' or 'farneback', got {self.algorithm!r}")
         if self.width < 16:
             raise ConfigError(f"motion.width must be at least 16 pixels, got {self.width}")
+        if self.dis_preset not in DIS_PRESETS:
+            raise ConfigError(f"motion.dis_preset must be one of {', '.join(DIS_PRESETS)}, got {self.dis_preset!r}")
 
     @property
     def feature_dim(self) -> int:
-        """4 magnitude statistics + direction histogram + grid x grid magnitudes + frame difference + cut score."""
-        return 4 + self.direction_bins + self.grid * self.grid + 2
+        """4 magnitude statistics + direction histogram + grid x grid magnitudes + frame difference + cut score
+        (+ 3 speed statistics of the moving pixels with ``speed_stats``)."""
+        return 4 + self.direction_bins + self.grid * self.grid + 2 + (3 if self.speed_stats else 0)
 
 
 @dataclass

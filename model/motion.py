@@ -3,6 +3,9 @@
 Per pair of frames (the later frame's timestamp), a fixed-size vector of ``MotionConfig.feature_dim`` values:
 
 - 4 magnitude statistics: mean, std, 90th percentile, max            (how much moves)
+- with ``speed_stats``: share of moving pixels, median and 90th percentile of their magnitude (how *fast* what moves
+  moves: the whole-frame statistics mix speed with how much of the frame moves, so a small fast object and a large
+  slow one look alike)
 - ``direction_bins`` magnitude-weighted direction histogram, sums to 1 (which way it moves: pans, falls)
 - ``grid`` x ``grid`` mean magnitudes over a coarse spatial grid       (where it moves)
 - mean absolute frame difference and a cut score                     (cuts, flashes, impacts flow cannot see)
@@ -21,10 +24,15 @@ import numpy as np
 from model.config import MotionConfig
 
 
-def create_flow(algorithm: str):
+MOVING = 0.002  # frame widths per nominal interval (0.26 px at 128 px wide): below it a pixel counts as still
+DIS_PRESET_IDS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+                  "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+
+def create_flow(algorithm: str, dis_preset: str = "ultrafast"):
     """A callable (prev, next) grey uint8 [h, w] -> flow float32 [h, w, 2] in pixels."""
     if algorithm == "dis":
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        dis = cv2.DISOpticalFlow_create(DIS_PRESET_IDS[dis_preset])
         return lambda prev, nxt: dis.calc(prev, nxt, None)
     if algorithm == "farneback":
         return lambda prev, nxt: cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, 15, 3, 5, 1.2, 0)
@@ -56,8 +64,17 @@ def pair_features(prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray, cfg: Moti
     directions = np.bincount(bins.ravel(), weights=magnitude.ravel(), minlength=cfg.direction_bins)
     directions = directions / max(directions.sum(), 1e-8)
     difference = np.abs(nxt.astype(np.float32) - prev.astype(np.float32)).mean() / 255.0
-    return np.concatenate([stats, directions, _grid_means(magnitude, cfg.grid),
+    speed = _moving_speed(magnitude) if cfg.speed_stats else []  # before the rest: the cut score stays last
+    return np.concatenate([stats, speed, directions, _grid_means(magnitude, cfg.grid),
                            [difference, _cut_score(prev, nxt)]]).astype(np.float32)
+
+
+def _moving_speed(magnitude: np.ndarray) -> list[float]:
+    """[h, w] magnitudes -> [share of moving pixels, median and 90th percentile of their magnitude] (0 if none)."""
+    moving = magnitude[magnitude > MOVING]
+    if moving.size == 0:
+        return [0.0, 0.0, 0.0]
+    return [moving.size / magnitude.size, float(np.median(moving)), float(np.percentile(moving, 90))]
 
 
 def motion_features(frames: np.ndarray, times: np.ndarray, cfg: MotionConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +82,7 @@ def motion_features(frames: np.ndarray, times: np.ndarray, cfg: MotionConfig) ->
 
     A single frame gives no pair: the result is then empty ([0, feature_dim]), which fusion handles.
     """
-    flow = create_flow(cfg.algorithm)
+    flow = create_flow(cfg.algorithm, cfg.dis_preset)
     gaps = np.clip(np.diff(np.asarray(times, np.float64)) * cfg.flow_fps, 0.25, 4.0)  # [N-1], 1 on an even grid
     features = [pair_features(frames[i - 1], frames[i], flow(frames[i - 1], frames[i]), cfg, float(gaps[i - 1]))
                 for i in range(1, len(frames))]

@@ -51,6 +51,32 @@ def test_motion_features_shape_and_what_they_measure(video_path):
     assert cut_score[cuts].min() > 3 * cut_score[~cuts].max()
 
 
+def _textured_square(size: int, side: int, x: float) -> np.ndarray:
+    """A grey [size, size] frame: a checkered square of ``side`` px at column ``x`` on a flat background."""
+    frame = np.full((size, size), 60, np.uint8)
+    yy, xx = np.mgrid[0:side, 0:side]
+    left = int(round(x))
+    frame[10:10 + side, left:left + side] = np.where((yy // 4 + xx // 4) % 2, 230, 140)
+    return frame
+
+
+@pytest.mark.parametrize("preset", ["ultrafast", "medium"])
+def test_speed_stats_tell_a_small_fast_object_from_a_large_slow_one(preset):
+    cfg = MotionConfig(width=128, speed_stats=True, dis_preset=preset)
+    times = np.arange(6) * 0.1
+    small_fast = np.stack([_textured_square(128, 16, 10 + 6 * i) for i in range(6)])  # 6 px per frame
+    large_slow = np.stack([_textured_square(128, 48, 10 + 2 * i) for i in range(6)])  # 9x the area, 2 px per frame
+    fast, _ = motion_features(small_fast, times, cfg)
+    slow, _ = motion_features(large_slow, times, cfg)
+    assert fast.shape == (5, cfg.feature_dim) == (5, MotionConfig().feature_dim + 3)
+    mean, share, fast_p90 = 0, 4, 6  # the speed statistics follow the 4 whole-frame magnitude statistics
+    assert np.median(fast[:, mean]) < 2 * np.median(slow[:, mean])  # the whole-frame mean barely tells them apart
+    assert np.median(slow[:, share]) > 1.5 * np.median(fast[:, share])  # more of the frame moves ...
+    for frames, pixels_per_frame in ((fast, 6), (slow, 2)):  # ... but the moving pixels' speed is measured
+        assert np.median(frames[:, fast_p90]) * 128 == pytest.approx(pixels_per_frame, rel=0.2)
+    assert np.all(fast[:, -1] < 0.3)  # the cut score is still the last column, and no cut here
+
+
 def test_single_frame_gives_empty_motion():
     features, times = motion_features(np.zeros((1, 16, 16), np.uint8), np.zeros(1), MotionConfig(width=16))
     assert features.shape == (0, MotionConfig(width=16).feature_dim) and times.shape == (0,)

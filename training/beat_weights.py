@@ -18,7 +18,7 @@ import torch
 
 from model.features import VideoFeatures
 
-MEAN_MAGNITUDE, CUT_SCORE = 0, -1  # columns of the motion features (model/motion.py)
+MEAN_MAGNITUDE, CUT_SCORE = 0, -1  # first and last columns of the motion features (model/motion.py)
 CUT_THRESHOLD = 0.5  # Bhattacharyya distance: near 1 at a hard cut, near 0 within a shot
 
 
