@@ -170,3 +170,16 @@ def test_time_aligned_term_reaches_sampling_exactly_as_in_training():
     assert torch.equal(reference, codes)  # the hook path and the fast path agree
     without = sample_codes(TransformersSteps(model.decoder), hidden, mask, 50, 4, model.start_token, greedy=True)
     assert not torch.equal(without, codes)
+
+
+def test_a_no_motion_model_takes_the_motion_free_features_of_a_model_with_more_motion_features():
+    """eval.py's --no-motion-model: the ablation (30 motion features) gets ``without_motion()`` of features that
+    a speed_stats model (33) extracted; the semantic tokens are the same, so the music must be too."""
+    from model.config import load_config
+
+    ablation = VideoToMusic.from_config(load_config("tiny", ["fusion.use_motion=false"])).eval()
+    f = _features()
+    wider = VideoFeatures(f.semantic, f.semantic_times, torch.randn(len(f.motion_times), 33), f.motion_times, 2.0)
+    wav = ablation.generate([wider.without_motion()], seconds=0.5, seed=2)
+    assert torch.equal(wav, ablation.generate([f.without_motion()], seconds=0.5, seed=2))
+    assert torch.equal(wav, ablation.generate([f], seconds=0.5, seed=2))  # use_motion=false ignores motion tokens
