@@ -33,3 +33,12 @@ def test_paired_lift_is_taken_per_clip_against_ours():
     paired = paired_lift(per_system)
     assert set(paired) == {"no_motion"}
     assert paired["no_motion"]["n"] == 2 and paired["no_motion"]["mean"] == 0.5
+
+
+def test_grid_hits_and_tempo_match_follow_the_beat_grid():
+    beat, beats = 0.5, np.arange(0.5, 6.0, 0.5)
+    events = np.array([1.0, 2.5, 4.0])
+    grid = clip_scores(decaying_hits(list(beats), 6.0, SR), SR, events, beat, 6.0, 0.1, beats)
+    assert grid["grid"] == 1.0 and grid["grid_control"] == 0.0 and grid["tempo_match"] == 1.0
+    hits_only = clip_scores(decaying_hits(list(events), 6.0, SR), SR, events, beat, 6.0, 0.1, beats)
+    assert hits_only["event"] == 1.0 and hits_only["grid"] == 0.0  # the events alone are not the grid
