@@ -98,3 +98,18 @@ def test_pretrain_decoder_runs_resumes_and_writes_a_base(codec_file, synthetic_s
     assert resumed.returncode == 0 and "resumed at step 2" in resumed.stdout
     again = [json.loads(line)["loss"] for line in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()]
     assert again == losses
+
+
+def test_demo_preset_describes_the_shipped_model():
+    """configs/demo.yaml is the recipe the README gives for models/demo: every network and sampling section must
+    match the shipped config (only file locations, the stage-1 init and the run paths may differ)."""
+    import dataclasses
+
+    from model.config import config_from_dict
+
+    preset = load_config("demo")
+    shipped = config_from_dict(json.loads((ROOT / "models" / "demo" / "config.json").read_text())["config"])
+    for section in ("motion", "fusion", "lora", "guidance", "generation"):
+        assert getattr(preset, section) == getattr(shipped, section), section
+    assert dataclasses.replace(preset.semantic, weights=None) == dataclasses.replace(shipped.semantic, weights=None)
+    assert preset.train.clip_seconds == shipped.train.clip_seconds and preset.train.beat_alpha == shipped.train.beat_alpha

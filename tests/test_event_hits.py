@@ -42,3 +42,34 @@ def test_grid_hits_and_tempo_match_follow_the_beat_grid():
     assert grid["grid"] == 1.0 and grid["grid_control"] == 0.0 and grid["tempo_match"] == 1.0
     hits_only = clip_scores(decaying_hits(list(events), 6.0, SR), SR, events, beat, 6.0, 0.1, beats)
     assert hits_only["event"] == 1.0 and hits_only["grid"] == 0.0  # the events alone are not the grid
+
+
+def _interval(mean: float) -> dict:
+    return {"mean": mean, "ci_low": mean - 0.05, "ci_high": mean + 0.05, "n": 10}
+
+
+def test_plot_eval_reads_both_reports_and_writes_an_image(tmp_path):
+    import json
+
+    import pytest
+
+    from cli import UserError
+    from tools.plot_eval import collect, plot
+
+    (tmp_path / "report").mkdir()
+    report = {"systems": {name: {"aggregate": {"bhs": _interval(v)}} for name, v in
+                          (("unconditional", 0.3), ("ours", 0.5), ("no_motion", 0.35))},
+              "paired_differences": {"base": "ours", "versus": {"no_motion": {"bhs": _interval(0.15)}}}}
+    (tmp_path / "report" / "report.json").write_text(json.dumps(report))
+    with pytest.raises(UserError):  # no event_hits.json is fine, but an unreadable one is a clear error
+        (tmp_path / "event_hits.json").write_text("{not json")
+        collect(tmp_path)
+    hits = {"systems": {"ours": {"lift": _interval(0.25)}, "reference": {"lift": _interval(1.0)}},
+            "paired_lift": {"no_motion": _interval(0.2)}}
+    (tmp_path / "event_hits.json").write_text(json.dumps(hits))
+    panels = collect(tmp_path)
+    assert panels["bhs"]["systems"]["ours"]["mean"] == 0.5 and set(panels["bhs"]["paired"]) == {"no_motion"}
+    assert set(panels["lift"]["systems"]) == {"ours"}  # the reference (1 by construction) is left out
+    plot(panels, tmp_path / "plots" / "alignment.png", "test")
+    assert (tmp_path / "plots" / "alignment.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list((tmp_path / "plots").glob(".*"))  # the temporary file was renamed

@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
         scores = score_run(args.run, args.dataset, args.tolerance)
         print(format_table(scores, args.tolerance))
         if args.json:
-            args.json.write_text(json.dumps(scores, indent=2) + "\n")
+            from scoring.report import atomic_write_text  # a killed run leaves the previous figures intact
+
+            atomic_write_text(args.json, json.dumps(scores, indent=2) + "\n")
 
     run_cli(run, debug=args.debug)
 
