@@ -21,12 +21,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from model.config import MotionConfig
+from model.config import DIS_PRESETS, MotionConfig
 
 
 MOVING = 0.002  # frame widths per nominal interval (0.26 px at 128 px wide): below it a pixel counts as still
-DIS_PRESET_IDS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-                  "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+DIS_PRESET_IDS = {name: getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{name.upper()}") for name in DIS_PRESETS}
 
 
 def create_flow(algorithm: str, dis_preset: str = "ultrafast"):
