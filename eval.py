@@ -22,22 +22,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from scoring.audio import InputError
+from common.cli import OneLineParser, add_device_arguments, guarded, quiet_libraries
+from scoring.audio import ScoringError
 
 SYSTEMS = ("ours", "no_motion", "unconditional")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage block) and exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def score_parser() -> argparse.ArgumentParser:
     from scoring.runner import EMBEDDERS, METRICS, Settings
 
-    p = _Parser(prog="eval.py", description="Score generated music (see the module docstring).")
+    p = OneLineParser(prog="eval.py", description="Score generated music (see the module docstring).")
     p.add_argument("--generated", required=True, help="folder of <clip_id>.wav, or of one sub-folder per system")
     p.add_argument("--reference", help="folder of reference <clip_id>.wav (FAD, KLD, chroma, beat, CLAP need it)")
     p.add_argument("--videos", help="folder of <clip_id>.mp4 (AV-Align needs it)")
@@ -57,7 +51,7 @@ def score_parser() -> argparse.ArgumentParser:
 
 
 def generate_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="eval.py generate", description="Generate each system on a dataset split, then score.")
+    p = OneLineParser(prog="eval.py generate", description="Generate each system on a dataset split, then score.")
     p.add_argument("--model", required=True, help="model folder, Hub id, or 'default'")
     p.add_argument("--dataset", required=True, help="DATASET_DIR written by data/ (datasets.save_to_disk)")
     p.add_argument("--split", default="test")
@@ -68,6 +62,7 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, help="music length per clip (default: the clip's duration)")
     p.add_argument("--seed", type=int, default=0, help="clip i uses seed + i, the same for every system")
     p.add_argument("--limit", type=int, help="only the first N clips of the split")
+    add_device_arguments(p)
     p.epilog = "Scoring options (--metrics, --embedder, --flow-width ...) are passed on to the scoring step."
     return p
 
@@ -100,11 +95,11 @@ def score(args: argparse.Namespace, only: list[str] | None = None) -> Path:
 def _output_folder(path: str) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
+        raise ScoringError(f"--out {out} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"cannot create --out {out}: {error.strerror}") from None
+        raise ScoringError(f"cannot create --out {out}: {error.strerror}") from None
     return out
 
 
@@ -112,7 +107,7 @@ def _systems(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in names if s not in SYSTEMS]
     if unknown or not names:
-        raise InputError(f"--systems must be a comma list from {','.join(SYSTEMS)}; got {text!r}")
+        raise ScoringError(f"--systems must be a comma list from {','.join(SYSTEMS)}; got {text!r}")
     return names
 
 
@@ -123,39 +118,29 @@ def _dataset_rows(dataset_dir: Path, split: str, limit: int | None) -> list[dict
     from data.schema import check_schema
 
     if not dataset_dir.is_dir():
-        raise InputError(f"--dataset {dataset_dir} is not a folder")
+        raise ScoringError(f"--dataset {dataset_dir} is not a folder")
     try:
         check_schema(dataset_dir)
         dataset = load_from_disk(str(dataset_dir))
     except (ValueError, FileNotFoundError) as error:
-        raise InputError(str(error).splitlines()[0]) from None
+        raise ScoringError(str(error).splitlines()[0]) from None
     if split not in dataset:
-        raise InputError(f"{dataset_dir} has no split {split!r} (it has {', '.join(dataset)})")
+        raise ScoringError(f"{dataset_dir} has no split {split!r} (it has {', '.join(dataset)})")
     rows = dataset[split].select(range(min(limit, len(dataset[split])))) if limit else dataset[split]
     if len(rows) == 0:
-        raise InputError(f"split {split!r} of {dataset_dir} is empty")
+        raise ScoringError(f"split {split!r} of {dataset_dir} is empty")
     return [{k: row[k] for k in ("id", "video_path", "music_path", "duration")} for row in rows]
 
 
-def _load_model(name: str):
+def _load_model(name: str, placement):
     try:
         from model.v2m import VideoToMusic
     except ImportError as error:
-        raise InputError(f"the model package cannot be imported ({error})") from None
+        raise ScoringError(f"the model package cannot be imported ({error})") from None
     try:
-        return VideoToMusic.from_pretrained(name).eval()
+        return VideoToMusic.from_pretrained(name, device=placement).eval()
     except (OSError, ValueError) as error:
-        raise InputError(f"cannot load model {name!r}: {str(error).splitlines()[0]}") from None
-
-
-def _write_wav(path: Path, wav, sample_rate: int) -> None:
-    """Write float32 ``[samples]`` as a WAV through a temporary file, renamed into place."""
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(str(tmp), wav, sample_rate, format="WAV", subtype="FLOAT")
-    os.replace(tmp, path)
+        raise ScoringError(f"cannot load model {name!r}: {str(error).splitlines()[0]}") from None
 
 
 def _link_video(source: Path, target: Path) -> None:
@@ -176,7 +161,7 @@ def _generate_row(model, row: dict, dataset_dir: Path, out: Path, systems: list[
 
     ``no_motion`` is ``no_motion_model`` (trained without motion: the fair ablation) when given, else ``model``
     with the motion tokens removed at inference (cheap, but the model never saw that input in training)."""
-    import soundfile as sf
+    from media.audio import read_audio, write_wav
 
     clip, video = row["id"], dataset_dir / row["video_path"]
     length = min(seconds or row["duration"], row["duration"])
@@ -187,9 +172,9 @@ def _generate_row(model, row: dict, dataset_dir: Path, out: Path, systems: list[
         generator = no_motion_model if system == "no_motion" and no_motion_model is not None else model
         wav = generator.generate([condition], seconds=length, seed=seed, guidance_scale=None,
                                  unconditional=system == "unconditional")
-        _write_wav(out / system / f"{clip}.wav", wav[0].detach().float().cpu().numpy(), model.sample_rate)
-    music, rate = sf.read(str(dataset_dir / row["music_path"]), dtype="float32")
-    _write_wav(out / "reference" / f"{clip}.wav", music[: int(round(length * rate))], rate)
+        write_wav(out / system / f"{clip}.wav", wav[0].numpy(), model.sample_rate, subtype="FLOAT")
+    music, rate = read_audio(dataset_dir / row["music_path"])
+    write_wav(out / "reference" / f"{clip}.wav", music[: int(round(length * rate))], rate, subtype="FLOAT")
     _link_video(video, out / "videos" / f"{clip}.mp4")
     return {"seed": seed, "seconds": length, "video": str(video)}
 
@@ -198,14 +183,17 @@ def generate(args: argparse.Namespace, scoring_options: list[str]) -> Path:
     """Generate every system on the split's clips, record the seeds, then score like the first form."""
     from tqdm import tqdm
 
-    from scoring.report import atomic_write_text
+    from common.files import atomic_write_text
 
     systems, dataset_dir, out = _systems(args.systems), Path(args.dataset), Path(args.out)
     scoring = score_parser().parse_args(["--generated", str(out), "--reference", str(out / "reference"), "--videos",
                                          str(out / "videos"), "--out", str(out / "report"), *scoring_options])
     rows = _dataset_rows(dataset_dir, args.split, args.limit)  # every option checked before hours of generation
-    model = _load_model(args.model)
-    no_motion_model = _load_model(args.no_motion_model) if args.no_motion_model else None
+    from common.device import placement_for
+
+    placement = placement_for(args.device, args.precision)
+    model = _load_model(args.model, placement)
+    no_motion_model = _load_model(args.no_motion_model, placement) if args.no_motion_model else None
     _output_folder(args.out)
     manifest = {"model": args.model, "no_motion_model": args.no_motion_model or f"{args.model} without motion tokens",
                 "dataset": str(dataset_dir), "split": args.split, "systems": systems,
@@ -221,19 +209,16 @@ def generate(args: argparse.Namespace, scoring_options: list[str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every failure ends as one ``eval.py: error: ...`` line and a non-zero status (``common.cli.guarded``)."""
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        if argv[:1] == ["generate"]:
-            generate(*generate_parser().parse_known_args(argv[1:]))
-        else:
-            score(score_parser().parse_args(argv))
-    except InputError as error:
-        print(f"eval.py: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("eval.py: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    quiet_libraries()
+    if argv[:1] == ["generate"]:
+        parsed = generate_parser().parse_known_args(argv[1:])
+        return guarded(lambda: generate(*parsed), prog="eval.py", debug=debug)
+    parsed = score_parser().parse_args(argv)
+    return guarded(lambda: score(parsed), prog="eval.py", debug=debug)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from cli import quiet_libraries, run_cli, UserError
+from common.cli import add_device_arguments, quiet_libraries, run_cli
+from common.errors import UserError
 
 MAX_WINDOW_SECONDS = 30.0  # MusicGen's training length; longer windows leave what the decoder has seen
 
@@ -40,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overlap-seconds", type=float, default=5.0,
                         help="each window continues the last this-many seconds of the previous one's music, and "
                              "the two are crossfaded there")
+    add_device_arguments(parser)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     return parser.parse_args(argv)
 
@@ -70,12 +72,15 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def load_model(args: argparse.Namespace):
+    from common.device import placement_for
     from model.v2m import DEFAULT_MODEL, VideoToMusic, default_model_is_trained
+
+    placement = placement_for(args.device, args.precision)
 
     if args.config is not None:
         print(f"note: model built from preset {args.config!r} with UNTRAINED fusion and adapters: expect noise",
               file=sys.stderr)
-        return VideoToMusic.from_config(args.config)
+        return VideoToMusic.from_config(args.config, placement=placement)
     name = args.model or DEFAULT_MODEL
     if name == DEFAULT_MODEL and not default_model_is_trained():
         print("note: the default model is a tiny UNTRAINED network (random weights): the pipeline runs end to end, "
@@ -83,12 +88,12 @@ def load_model(args: argparse.Namespace):
     elif name == DEFAULT_MODEL:
         print("note: using the toy demo model (models/demo, trained here on synthetic clips; see its README). "
               "For real videos, fine-tune the small or medium preset.", file=sys.stderr)
-    return VideoToMusic.from_pretrained(name)
+    return VideoToMusic.from_pretrained(name, device=placement)
 
 
 def music_seconds(video: Path, max_seconds: float | None) -> float:
     """How much music to make: the video's length, capped; says so when the video is longer."""
-    from data.video import probe_video, scan_duration
+    from media.video import probe_video, scan_duration
 
     duration = probe_video(video).duration
     if duration <= 0:  # no length in the headers: read the packet times (no decoding)
@@ -108,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: argparse.Namespace) -> None:
     check_args(args)
     quiet_libraries()
-    from data.media import mux_music, peak_normalise, temporary_sibling, write_wav
+    from common.files import temporary_sibling
+    from media.audio import peak_normalise, write_wav
+    from media.mux import mux_music
     from model.long_form import generate_long
 
     started = time.perf_counter()

@@ -27,4 +27,9 @@ fi
 if ! .venv/bin/python -m pip install --disable-pip-version-check -q -r requirements.txt; then
   echo "setup: pip install failed (see above)" >&2; exit 1
 fi
+# The project itself, editable: the console commands (v2m-infer, v2m-train, ...) on the venv's PATH.
+PIP_EDITABLE=(.venv/bin/python -m pip install --disable-pip-version-check -q --no-deps -e .)
+if ! "${PIP_EDITABLE[@]}" --no-build-isolation 2>/dev/null && ! "${PIP_EDITABLE[@]}"; then
+  echo "setup: pip install -e . failed (see above)" >&2; exit 1
+fi
 echo "setup: ready (.venv)"

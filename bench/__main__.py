@@ -8,7 +8,6 @@ are compared as ratios within one run.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -41,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video-seconds", type=float, default=30.0, help="test video length (default 30)")
     parser.add_argument("--video-size", default="1280x720", help="test video size (default 1280x720, 24 fps)")
     parser.add_argument("--skip", default="", help=f"sections to skip, comma-separated: {', '.join(SECTIONS)}")
+    from common.cli import add_device_arguments
+
+    add_device_arguments(parser)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.skip = {s for s in args.skip.split(",") if s}
@@ -139,14 +141,21 @@ def _json_safe(value):
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     warnings.filterwarnings("ignore")
-    from cli import quiet_libraries
+    from common.cli import quiet_libraries
 
     quiet_libraries()
     results = run(args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(_json_safe(results), indent=2))
+        from common.files import atomic_write_json
+
+        atomic_write_json(args.json, _json_safe(results))
     return results
+
+
+def command() -> None:
+    """The ``v2m-bench`` console command (``main`` returns the figures for callers in Python)."""
+    main()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from bench.measure import interleaved, median
-from data.video import sample_frames
+from media.video import sample_frames
 from model.extract import extract_features
 from model.motion import motion_features
 from model.semantic import SemanticEncoder
@@ -70,7 +70,7 @@ def _frame(scene: np.ndarray, t: float, width: int, height: int, rng: np.random.
 
 
 def decode_all(path: Path) -> int:
-    """Decode every frame (same threading as ``data.video.sample_frames``), converting none; -> frame count."""
+    """Decode every frame (same threading as ``media.video.sample_frames``), converting none; -> frame count."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from bench.measure import interleaved, median, peak_rss_during, taking_turns, timed
+from model.decoder import base_model
 from model.delay import delay_positions
 from model.fast_decoder import FastDecoder, layer_projections
 from model.features import VideoFeatures
@@ -199,7 +200,7 @@ def _forced_fidelity(stepper, recorder: Watched, request: Request) -> dict:
 def streamed_bytes(model, precision: str) -> int:
     """Weight bytes a FastDecoder step reads: the layers' projections (not the cross-attention keys and values,
     computed once) stored in ``precision``, and the fp32 heads."""
-    base = model.decoder.get_base_model() if hasattr(model.decoder, "get_base_model") else model.decoder
+    base = base_model(model.decoder)
     projections = sum(m.weight.numel() for layer in base.model.decoder.layers
                       for name, modules in layer_projections(layer).items() if name != "xkv" for m in modules)
     heads = sum(h.weight.numel() for h in base.lm_heads)

@@ -22,6 +22,7 @@ from bench.generation import clip_features
 from bench.measure import interleaved, median
 from model.config import load_config
 from model.sizes import MUSICGEN_CODEC, with_random_weights
+from training.loss import codebook_cross_entropy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +32,7 @@ def training_step(model, optimizer, features, codes: torch.Tensor, mixed_precisi
     autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if mixed_precision == "bf16"
                 else contextlib.nullcontext())
     with autocast:
-        loss = model(model.collate([features]), codes)
+        loss = codebook_cross_entropy(*model(model.collate([features]), codes))
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
     optimizer.step()

@@ -38,6 +38,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from common.files import atomic_write_json
+
 SCHEMA_VERSION = 1
 SPLITS = ("train", "test", "validation")
 MUSIC_SAMPLE_RATE = 32_000
@@ -84,10 +86,7 @@ def feature_key(kind: str, settings: dict) -> str:
 def write_schema_file(dataset_dir: str | Path, source: str, **extra) -> None:
     """Record the schema version and producer beside the dataset (read back by ``check_schema``)."""
     info = {"schema_version": SCHEMA_VERSION, "source": source, **extra}
-    path = Path(dataset_dir) / "schema.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    tmp.replace(path)
+    atomic_write_json(Path(dataset_dir) / "schema.json", info)
 
 
 def check_schema(dataset_dir: str | Path) -> dict:

@@ -17,12 +17,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.errors import UserError
+
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class InputError(ValueError):
+class SourceError(UserError):
     """An input folder or manifest that cannot be used; the message is one line meant for the user."""
 
 
@@ -48,9 +50,9 @@ def find_sources(input_path: str | Path, allow_outside: bool = False, exclude: P
     elif input_path.is_file() and input_path.suffix.lower() in MANIFEST_SUFFIXES:
         sources = _read_manifest(input_path, allow_outside)
     elif input_path.exists():
-        raise InputError(f"--input {input_path} must be a folder or a .csv / .jsonl manifest")
+        raise SourceError(f"--input {input_path} must be a folder or a .csv / .jsonl manifest")
     else:
-        raise InputError(f"--input {input_path} does not exist")
+        raise SourceError(f"--input {input_path} does not exist")
     _check_unique(sources)
     return sorted(sources, key=lambda s: s.id)
 
@@ -75,14 +77,14 @@ def _read_manifest(manifest: Path, allow_outside: bool) -> list[SourceVideo]:
         where = f"{manifest}:{line}"
         raw = str(entry.get("path") or "").strip()
         if not raw:
-            raise InputError(f"{where}: no path")
+            raise SourceError(f"{where}: no path")
         resolved = (base / raw).resolve()
         if not allow_outside and not resolved.is_relative_to(base):
-            raise InputError(f"{where}: path {raw!r} is outside the manifest's folder {base} "
+            raise SourceError(f"{where}: path {raw!r} is outside the manifest's folder {base} "
                              f"(pass --allow-outside to allow it)")
         video_id = str(entry.get("id") or "").strip() or path_id(_relative_name(resolved, base))
         if not ID_PATTERN.match(video_id):
-            raise InputError(f"{where}: id {video_id!r} must be 1-128 letters, digits, '.', '_' or '-' "
+            raise SourceError(f"{where}: id {video_id!r} must be 1-128 letters, digits, '.', '_' or '-' "
                              f"(starting with a letter or digit)")
         sources.append(SourceVideo(str(resolved), video_id, str(entry.get("title") or ""), _tags(entry.get("tags"), where)))
     return sources
@@ -97,11 +99,11 @@ def _manifest_rows(manifest: Path) -> list[tuple[int, dict]]:
     try:
         text = manifest.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{manifest}: cannot read the manifest ({error})") from None
+        raise SourceError(f"{manifest}: cannot read the manifest ({error})") from None
     if manifest.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         if "path" not in (reader.fieldnames or []):
-            raise InputError(f"{manifest}: a CSV manifest needs a 'path' column (has {reader.fieldnames})")
+            raise SourceError(f"{manifest}: a CSV manifest needs a 'path' column (has {reader.fieldnames})")
         return [(reader.line_num, row) for row in reader]
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -109,9 +111,9 @@ def _manifest_rows(manifest: Path) -> list[tuple[int, dict]]:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError as error:
-                raise InputError(f"{manifest}:{number}: not valid JSON ({error.msg})") from None
+                raise SourceError(f"{manifest}:{number}: not valid JSON ({error.msg})") from None
             if not isinstance(entry, dict):
-                raise InputError(f"{manifest}:{number}: each line must be a JSON object with a 'path'")
+                raise SourceError(f"{manifest}:{number}: each line must be a JSON object with a 'path'")
             rows.append((number, entry))
     return rows
 
@@ -123,14 +125,14 @@ def _tags(value, where: str) -> list[str]:
         return [tag.strip() for tag in value.split(";") if tag.strip()]
     if isinstance(value, list) and all(isinstance(tag, str) for tag in value):
         return value
-    raise InputError(f"{where}: tags must be a list of strings or a ';'-separated string, got {value!r}")
+    raise SourceError(f"{where}: tags must be a list of strings or a ';'-separated string, got {value!r}")
 
 
 def _check_unique(sources: list[SourceVideo]) -> None:
     seen: dict[str, str] = {}
     for source in sources:
         if source.id in seen:
-            raise InputError(f"video id {source.id!r} is used twice ({seen[source.id]} and {source.path})")
+            raise SourceError(f"video id {source.id!r} is used twice ({seen[source.id]} and {source.path})")
         seen[source.id] = source.path
 
 

@@ -14,10 +14,12 @@ import sys
 import numpy as np
 import torch
 
+from common.errors import UserError
+
 DEFAULT_MODEL = "htdemucs"
 
 
-class VocalsError(RuntimeError):
+class VocalsError(UserError):
     """Demucs or its weights are not available; the message is one line meant for the user."""
 
 

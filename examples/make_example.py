@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from data.synthetic import (  # noqa: E402  (after the path fix above)
-    KEY_NAMES, ClipSpec, render_frames, render_music, resolve_renderer, sample_clip_spec, write_mp4,
+from data.schema import MUSIC_SAMPLE_RATE  # noqa: E402  (after the path fix above)
+from data.synthetic import (  # noqa: E402
+    KEY_NAMES, ClipSpec, render_frames, render_music, resolve_renderer, sample_clip_spec,
 )
+from media.video_writer import write_mp4  # noqa: E402
 
 SEED, SECONDS, HEIGHT, FPS = 2024, 10.0, 144, 24
 OUT = ROOT / "examples" / "example.mp4"
@@ -37,7 +39,7 @@ def main() -> None:
     spec, renderer = pick_example(), resolve_renderer("auto")
     audio = render_music(spec, renderer)
     partial = OUT.with_name("example.partial.mp4")
-    write_mp4(partial, render_frames(spec), spec.width, spec.height, spec.fps, audio)
+    write_mp4(partial, render_frames(spec), spec.width, spec.height, spec.fps, audio, MUSIC_SAMPLE_RATE)
     partial.replace(OUT)
     print(f"wrote {OUT.relative_to(ROOT)} ({OUT.stat().st_size / 1024:.0f} KiB, {spec.width}x{spec.height}, "
           f"{spec.seconds:g} s, music by {renderer})")

@@ -15,11 +15,12 @@ import contextlib
 import torch
 from torch import nn
 
+from model.decoder import base_model
+
 
 def first_codebook_embedding(decoder: nn.Module) -> nn.Embedding:
     """The embedding table of codebook 0 inside a (possibly peft-wrapped) ``MusicgenForCausalLM``."""
-    base = decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
-    return base.model.decoder.embed_tokens[0]
+    return base_model(decoder).model.decoder.embed_tokens[0]
 
 
 @contextlib.contextmanager

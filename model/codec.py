@@ -28,15 +28,13 @@ class EncodecCodec(nn.Module):
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav float [B, 1, S] at ``sample_rate`` -> codes long [B, K, T], T = ceil(S / hop)."""
-        encoded = self.model.encode(wav.to(self._dtype()), bandwidth=None)
+        """wav float [B, 1, S] at ``sample_rate`` (any device) -> codes long [B, K, T] on the codec's device."""
+        weight = next(self.model.parameters())
+        encoded = self.model.encode(wav.to(device=weight.device, dtype=weight.dtype), bandwidth=None)
         return encoded.audio_codes[0]  # [chunks=1, B, K, T] -> [B, K, T]
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes long [B, K, T] -> wav float32 [B, 1, S]."""
-        audio = self.model.decode(codes[None], [None]).audio_values
+        audio = self.model.decode(codes[None].to(next(self.model.parameters()).device), [None]).audio_values
         return audio.float()
-
-    def _dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype

@@ -27,10 +27,12 @@ from typing import Any
 
 import yaml
 
+from common.errors import UserError
+
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config or override that cannot be used; the message names the key and the value."""
 
 
@@ -134,7 +136,6 @@ class DecoderConfig:
 
     base: str = "facebook/musicgen-small"
     quantization: str = "none"  # "none", "8bit" or "4bit" (NF4, QLoRA)
-    compute_dtype: str = "float32"  # "float32", "bfloat16" or "float16"
     gradient_checkpointing: bool = False
     random_init: dict | None = None
     # None: the EnCodec inside ``base``. {"type": "spectral", "weights": PATH, ...}: the fitted spectral codec of
@@ -148,8 +149,6 @@ class DecoderConfig:
                 raise ConfigError(f"decoder.codec must be null or {{type: spectral, weights: PATH, ...}}, got {self.codec}")
         if self.quantization not in ("none", "8bit", "4bit"):
             raise ConfigError(f"decoder.quantization must be none, 8bit or 4bit, got {self.quantization!r}")
-        if self.compute_dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"decoder.compute_dtype must be float32, bfloat16 or float16, got {self.compute_dtype!r}")
 
 
 @dataclass
@@ -218,12 +217,13 @@ class TrainConfig:
     max_steps: int = 1000
     clip_seconds: float = 30.0
     max_grad_norm: float = 1.0
-    mixed_precision: str = "no"  # accelerate's values: "no", "bf16", "fp16"
+    mixed_precision: str = "no"  # accelerate's values; "no" lets --precision decide (bf16 on a GPU that has it)
     eval_every: int = 200
     save_every: int = 200
     keep_checkpoints: int = 2
     log_every: int = 10
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader processes building batches ahead of the step
+    pin_memory: bool = True  # page-locked batches for asynchronous copies to a GPU (ignored on a CPU)
     push_to_hub: str | None = None
     # Beat-weighted loss (DESIGN.md §3, VMAs): frames where a music onset meets a video beat within +-beat_delta
     # seconds weigh 1, all others beat_alpha (VMAs: 0.05). None: the plain cross-entropy.

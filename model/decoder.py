@@ -6,19 +6,20 @@ EnCodec. The T5 text encoder is dropped: our condition is the fused video sequen
 """
 from __future__ import annotations
 
+import sys
+
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model, prepare_model_for_kbit_training
+from torch import nn
 from transformers import (BitsAndBytesConfig, EncodecConfig, EncodecModel, MusicgenConfig, MusicgenDecoderConfig,
                           MusicgenForCausalLM, MusicgenForConditionalGeneration, T5Config)
 
-from torch import nn
-
+from common.device import Placement, move_module, placement_for
 from model.codec import EncodecCodec
-from model.config import DecoderConfig, LoraConfig
+from model.config import ConfigError, DecoderConfig, LoraConfig
+from model.errors import CheckpointError
 from model.spectral_codec import SpectralCodec
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Modules kept in full precision when the decoder is quantized: the output heads and token embeddings are small
 # and sensitive; the codec and text encoder are not part of the decoder. Names are full paths in the checkpoint
@@ -53,48 +54,102 @@ def _randomise_codebooks(codec: EncodecModel) -> None:
         layer.codebook.embed.normal_()
 
 
-def _quantization(cfg: DecoderConfig) -> BitsAndBytesConfig | None:
-    if cfg.quantization == "4bit":
+def base_model(decoder: nn.Module) -> nn.Module:
+    """The ``MusicgenForCausalLM`` inside a peft wrapper (or the decoder itself)."""
+    return decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
+
+
+def _quantization(bits: str, compute_dtype: torch.dtype) -> BitsAndBytesConfig | None:
+    if bits == "4bit":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=DTYPES[cfg.compute_dtype],
-                                  llm_int8_skip_modules=SKIP_QUANTIZATION)
-    if cfg.quantization == "8bit":
+                                  bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=SKIP_QUANTIZATION)
+    if bits == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=SKIP_QUANTIZATION)
     return None
 
 
-def load_musicgen(cfg: DecoderConfig) -> tuple[MusicgenForCausalLM, nn.Module]:
-    """(decoder, codec) per ``cfg``: the codec is wrapped to the token interface of ``model.codec``.
+def _load_options(cfg: DecoderConfig, placement: Placement) -> dict:
+    """``from_pretrained`` arguments: dtype, and for a bitsandbytes base its config and an explicit device map
+    (without one the base could land on ``cuda:0`` while the rest of the model sits elsewhere)."""
+    bits = cfg.quantization if cfg.quantization != "none" else placement.quantization
+    options = {"dtype": placement.decoder}
+    if bits != "none":
+        options.update(quantization_config=_quantization(bits, placement.decoder),
+                       device_map={"": placement.device})
+    return options
+
+
+def load_musicgen(cfg: DecoderConfig, placement: Placement | None = None) -> tuple[MusicgenForCausalLM, nn.Module]:
+    """(decoder, codec) per ``cfg``, the decoder stored as ``placement`` says (dtype; bitsandbytes 4/8-bit base
+    on its device); the codec is wrapped to the token interface of ``model.codec`` and kept in fp32.
 
     - EnCodec (``cfg.codec`` is None): both from a ``MusicgenForConditionalGeneration`` — ``cfg.random_init`` or
       ``cfg.base`` (Hub id or local folder; weights download once).
     - Spectral codec (demo): the codec from ``cfg.codec["weights"]``; the decoder from ``cfg.random_init`` or from
       ``cfg.base``, a ``MusicgenForCausalLM`` folder (e.g. pretrained here on music alone).
     """
+    placement = placement or placement_for("cpu", "fp32")
     if cfg.codec is not None:
-        return _decoder_only(cfg), _spectral_codec(cfg.codec)
+        return _decoder_only(cfg, placement), _spectral_codec(cfg.codec)
     if cfg.random_init is not None:
+        _refuse_random_quantized(cfg)
         full = random_musicgen(cfg.random_init)
+        decoder = full.decoder
+        move_module(decoder, dtype=placement.decoder)
     else:
-        full = MusicgenForConditionalGeneration.from_pretrained(
-            cfg.base, quantization_config=_quantization(cfg), dtype=DTYPES[cfg.compute_dtype])
-    decoder, codec = full.decoder, full.audio_encoder.float()
+        full, info = MusicgenForConditionalGeneration.from_pretrained(cfg.base, output_loading_info=True,
+                                                                      **_load_options(cfg, placement))
+        _report_loading(cfg.base, info, strict=False)
+        decoder = full.decoder
+    codec = full.audio_encoder
+    move_module(codec, dtype=torch.float32)
     del full.text_encoder
     return decoder, EncodecCodec(codec)
 
 
-def _decoder_only(cfg: DecoderConfig) -> MusicgenForCausalLM:
+def _refuse_random_quantized(cfg: DecoderConfig) -> None:
+    if cfg.quantization != "none":
+        raise ConfigError("decoder.quantization needs a checkpoint to quantize while loading (bitsandbytes); a "
+                          "random_init decoder must be saved first (see bench/gpu_check.py)")
+
+
+def _decoder_only(cfg: DecoderConfig, placement: Placement) -> MusicgenForCausalLM:
     if cfg.random_init is not None:
+        _refuse_random_quantized(cfg)
         config = MusicgenDecoderConfig(**{"num_codebooks": 4, **cfg.random_init.get("decoder", {})})
         config.pad_token_id = config.bos_token_id = config.decoder_start_token_id = config.vocab_size
-        return MusicgenForCausalLM(config).eval()
-    return MusicgenForCausalLM.from_pretrained(cfg.base, quantization_config=_quantization(cfg),
-                                               dtype=DTYPES[cfg.compute_dtype]).eval()
+        decoder = MusicgenForCausalLM(config).eval()
+        move_module(decoder, dtype=placement.decoder)
+        return decoder
+    decoder, info = MusicgenForCausalLM.from_pretrained(cfg.base, output_loading_info=True,
+                                                        **_load_options(cfg, placement))
+    _report_loading(cfg.base, info, strict=True)  # a decoder folder written by this project: exact keys
+    return decoder.eval()
+
+
+def _report_loading(source: str, info: dict, strict: bool) -> None:
+    """Missing or unexpected weights are the only sign of a broken checkpoint: an error for our own folders, a
+    warning (never silenced) for a Hub checkpoint."""
+    missing = [k for k in info.get("missing_keys", []) if "embed_positions" not in k]  # sinusoids: not stored
+    unexpected = list(info.get("unexpected_keys", []))
+    if not (missing or unexpected):
+        return
+    message = f"{source}: checkpoint weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+    if strict:
+        raise CheckpointError(message)
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _spectral_codec(settings: dict) -> SpectralCodec:
     options = {k: settings[k] for k in ("sample_rate", "n_fft", "hop", "griffin_lim_iters") if k in settings}
     return SpectralCodec.load(settings["weights"], **options)
+
+
+def place_decoder(decoder: nn.Module, placement: Placement) -> None:
+    """Move a decoder to ``placement.device`` (its storage dtype was chosen when it was loaded; a bitsandbytes
+    base was loaded onto its device and is not moved)."""
+    if not (getattr(decoder, "is_loaded_in_4bit", False) or getattr(decoder, "is_loaded_in_8bit", False)):
+        move_module(decoder, placement.device)
 
 
 def add_lora(decoder: MusicgenForCausalLM, lora: LoraConfig, quantized: bool, gradient_checkpointing: bool):

@@ -22,12 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.decoder import base_model as _base_model
+
 PRECISIONS = ("float32", "bfloat16", "int8")
-
-
-def _base_model(decoder: nn.Module) -> nn.Module:
-    """The ``MusicgenForCausalLM`` inside a peft wrapper (or the decoder itself)."""
-    return decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
 
 
 def _parts(module: nn.Module) -> tuple[nn.Linear, list[tuple[torch.Tensor, torch.Tensor, float]]]:
@@ -108,10 +105,10 @@ class Linear:
         if self.precision == "bfloat16":
             return F.linear(x.bfloat16(), self.weight).float()
         outputs = []
-        for weight, lora in self.parts:
-            y = F.linear(x, weight)
+        for weight, lora in self.parts:  # live weights in their own dtype (bf16 / fp16 on a GPU); LoRA often fp32
+            y = F.linear(x.to(weight.dtype), weight)
             for a, b, scaling in lora:  # peft's order: base(x) + B(A(x)) * scaling
-                y = y + F.linear(F.linear(x, a), b) * scaling
+                y = y + (F.linear(F.linear(x.to(a.dtype), a), b) * scaling).to(y.dtype)
             outputs.append(y)
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
 
@@ -137,6 +134,8 @@ class FastDecoder:
         self.decoder, self.precision = decoder, precision
         self.dim, self.num_heads = config.hidden_size, config.num_attention_heads
         self.embeddings = [e.weight for e in inner.embed_tokens]  # K x [V+1, D]
+        # activations: the live weights' dtype (fp32, or bf16 / fp16 weights on a GPU); fp32 around rounded copies
+        self.dtype = self.embeddings[0].dtype if precision == "float32" else torch.float32
         self.positions = inner.embed_positions.weights  # [P, D] sinusoids
         self.layers = [self._layer(layer, precision) for layer in inner.layers]
         self.final_norm = inner.layer_norm
@@ -167,10 +166,10 @@ class FastDecoder:
         if hooked:  # e.g. a hook added after this stepper was built: its effect would be silently lost
             raise RuntimeError(f"FastDecoder would skip the forward hooks on {hooked[:3]}; step the decoder with "
                                "model.sampling.TransformersSteps instead")
-        rows = hidden.shape[0]
-        hidden = hidden.float()
+        rows, dtype = hidden.shape[0], self.dtype
+        hidden = hidden.to(dtype)
         # additive mask [N, 1, 1, L]; a fully masked (null) row attends evenly to zero states: output 0, as in HF
-        self.cross_mask = ((1.0 - mask.float()) * torch.finfo(torch.float32).min)[:, None, None, :]
+        self.cross_mask = ((1.0 - mask.to(dtype)) * torch.finfo(dtype).min)[:, None, None, :]
         self.cache = []
         for layer in self.layers:
             cross_k, cross_v = map(self._heads, layer["xkv"](hidden).chunk(2, dim=-1))  # [N, H, L, hd] each
@@ -180,19 +179,20 @@ class FastDecoder:
             from transformers.models.musicgen.modeling_musicgen import MusicgenSinusoidalPositionalEmbedding
 
             self.positions = MusicgenSinusoidalPositionalEmbedding.get_embedding(steps, self.dim).to(hidden.device)
+        self.positions = self.positions.to(device=hidden.device, dtype=dtype)
         self.length = 0
-        self.aligned = None if aligned is None else aligned.float()  # [N, S, D] time-aligned term (model/aligned.py)
+        self.aligned = None if aligned is None else aligned.to(dtype)  # [N, S, D] time-aligned term (model/aligned.py)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens long [N, K] at the next position -> logits float32 [N, K, V]."""
         t = self.length
-        x = sum(table[tokens[:, k]] for k, table in enumerate(self.embeddings)) + self.positions[t]
+        x = sum(table[tokens[:, k]].to(self.dtype) for k, table in enumerate(self.embeddings)) + self.positions[t]
         if self.aligned is not None:
             x = x + self.aligned[:, min(t, self.aligned.shape[1] - 1)]
         x = x[:, None]  # [N, 1, D]
         for layer, (cross_k, cross_v, self_k, self_v) in zip(self.layers, self.cache):
-            q, k, v = map(self._heads, layer["qkv"](layer["norm1"](x)).chunk(3, dim=-1))  # [N, H, 1, hd] each
+            q, k, v = map(self._heads, layer["qkv"](layer["norm1"](x)).to(x.dtype).chunk(3, dim=-1))  # [N, H, 1, hd]
             self_k[:, :, t:t + 1], self_v[:, :, t:t + 1] = k, v
             a = F.scaled_dot_product_attention(q, self_k[:, :, :t + 1], self_v[:, :, :t + 1])
             x = x + layer["o"](a.transpose(1, 2).flatten(2))
@@ -201,7 +201,7 @@ class FastDecoder:
             x = x + layer["xo"](a.transpose(1, 2).flatten(2))
             x = x + layer["fc2"](F.gelu(layer["fc1"](layer["norm3"](x))))
         self.length = t + 1
-        logits = self.heads(self.final_norm(x)[:, 0])  # [N, K * V]
+        logits = self.heads(self.final_norm(x.to(self.final_norm.weight.dtype))[:, 0]).float()  # [N, K * V]
         return logits.unflatten(-1, (len(self.embeddings), -1))
 
     def finish(self) -> None:

@@ -67,13 +67,16 @@ class FeatureBatch:
     motion_times: torch.Tensor
     motion_mask: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "FeatureBatch":
-        return FeatureBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "FeatureBatch":
+        return FeatureBatch(*(getattr(self, f).to(device, non_blocking=non_blocking) for f in self.__dataclass_fields__))
+
+    def pin_memory(self) -> "FeatureBatch":
+        return FeatureBatch(*(getattr(self, f).pin_memory() for f in self.__dataclass_fields__))
 
 
-def _pad(seqs: list[torch.Tensor], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """list of [T_i, dim] -> ([B, T_max, dim] zero-padded, [B, T_max] bool mask); T_max >= 1."""
-    t_max = max(1, max(s.shape[0] for s in seqs))
+def _pad(seqs: list[torch.Tensor], dim: int, min_length: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """list of [T_i, dim] -> ([B, T_max, dim] zero-padded, [B, T_max] bool mask); T_max >= ``min_length``."""
+    t_max = max(min_length, max(s.shape[0] for s in seqs))
     out = torch.zeros(len(seqs), t_max, dim)
     mask = torch.zeros(len(seqs), t_max, dtype=torch.bool)
     for i, s in enumerate(seqs):
@@ -86,6 +89,7 @@ def collate_features(items: list[VideoFeatures], semantic_dim: int, motion_dim: 
     """Pad a list of clips into one ``FeatureBatch`` (dims are passed so empty streams still have a width)."""
     semantic, semantic_mask = _pad([f.semantic for f in items], semantic_dim)
     semantic_times, _ = _pad([f.semantic_times[:, None] for f in items], 1)
-    motion, motion_mask = _pad([f.motion for f in items], motion_dim)
-    motion_times, _ = _pad([f.motion_times[:, None] for f in items], 1)
+    # no clip with motion tokens: a motion stream of length 0 (fusion skips it without reading a tensor)
+    motion, motion_mask = _pad([f.motion for f in items], motion_dim, min_length=0)
+    motion_times, _ = _pad([f.motion_times[:, None] for f in items], 1, min_length=0)
     return FeatureBatch(semantic, semantic_times[..., 0], semantic_mask, motion, motion_times[..., 0], motion_mask)

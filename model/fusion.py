@@ -89,7 +89,7 @@ class TemporalFusion(nn.Module):
         semantic = self._embed(batch.semantic, batch.semantic_times, self.semantic_in, 0)  # [B, Tc, d]
         tokens, mask, times = semantic, batch.semantic_mask, batch.semantic_times
         dense = 0  # how many leading tokens form the densest stream (used for the time-aligned term)
-        if self.use_motion and batch.motion_mask.any():
+        if self.use_motion and batch.motion.shape[1] > 0:  # some clip has motion tokens (model/features.py)
             motion = self._embed(batch.motion, batch.motion_times, self.motion_in, 1)  # [B, Tf, d]
             for block in self.cross:
                 motion = block(motion, semantic, batch.semantic_mask)

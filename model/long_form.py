@@ -46,7 +46,7 @@ def plan_windows(total_frames: int, window_frames: int, overlap_frames: int) -> 
     return windows
 
 
-def crossfade_gains(samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+def crossfade_gains(samples: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """(fade_out, fade_in), each [samples]: a linear ramp, fade_out + fade_in = 1, exact ends (1, 0) and (0, 1).
 
     Why not the equal-power (sin/cos) fade DESIGN.md §7 names: both sides of a join decode the *same* prompt codes,
@@ -56,13 +56,13 @@ def crossfade_gains(samples: int) -> tuple[torch.Tensor, torch.Tensor]:
     """
     if samples < 2:
         raise ValueError(f"a crossfade needs at least 2 samples, got {samples}")
-    fade_in = torch.linspace(0.0, 1.0, samples)
+    fade_in = torch.linspace(0.0, 1.0, samples, device=device)
     return 1.0 - fade_in, fade_in
 
 
 def crossfade(tail: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """Crossfade of the outgoing ``tail`` [n] into the incoming ``head`` [n] -> [n] (see ``crossfade_gains``)."""
-    fade_out, fade_in = crossfade_gains(tail.shape[-1])
+    fade_out, fade_in = crossfade_gains(tail.shape[-1], tail.device)
     return tail * fade_out + head * fade_in
 
 
@@ -97,9 +97,10 @@ def samples_per_frame(model) -> int:
 def generate_long(model, video: str | Path, seconds: float, window_seconds: float = 30.0,
                   overlap_seconds: float = 5.0, seed: int = 0, guidance_scale: float | None = None,
                   progress: bool = False) -> torch.Tensor:
-    """Music for the first ``seconds`` of ``video``: float32 [round(seconds x sample_rate)].
+    """Music for the first ``seconds`` of ``video``: float32 [round(seconds x sample_rate)] on the CPU.
 
-    Window i samples with seed ``seed + i``, so the same seed gives the same music.
+    Window i samples with seed ``seed + i``, so the same seed gives the same music. Each window's audio stays on
+    the model's device until its join is made, then moves to the CPU, so device memory does not grow with length.
     """
     was_training = model.training
     model.eval()
@@ -111,11 +112,11 @@ def generate_long(model, video: str | Path, seconds: float, window_seconds: floa
         wav = decode_window(model, codes)
         if tail is not None and window.prompt:
             overlap = window.prompt * hop
-            done.append(tail[:tail.shape[0] - overlap])
             wav = torch.cat([crossfade(tail[tail.shape[0] - overlap:], wav[:overlap]), wav[overlap:]])
+            done.append(tail[:tail.shape[0] - overlap].cpu())  # joined: this part of the music is final
         elif tail is not None:
-            done.append(tail)
+            done.append(tail.cpu())
         tail = wav
     model.train(was_training)
-    music = torch.cat([*done, tail])  # the codes cover whole frames: at least ``samples`` long
+    music = torch.cat([*done, tail.cpu()])  # the codes cover whole frames: at least ``samples`` long
     return music[:round(seconds * model.sample_rate)]

@@ -23,7 +23,6 @@ import numpy as np
 
 from model.config import DIS_PRESETS, MotionConfig
 
-
 MOVING = 0.002  # frame widths per nominal interval (0.26 px at 128 px wide): below it a pixel counts as still
 DIS_PRESET_IDS = {name: getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{name.upper()}") for name in DIS_PRESETS}
 

@@ -109,12 +109,13 @@ def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: 
     hidden, mask, aligned = (*condition, None)[:3]
     real = delay_positions(num_codebooks, num_frames).to(hidden.device)  # [K, T+K]
     tokens, forced = _prompted_layout(prompt, batch, num_codebooks, num_frames, start_token, hidden.device)
+    prompted = range(num_codebooks - 1, 0 if prompt is None else prompt.shape[-1])  # steps whose next step is all prompt
     steps.start(hidden, mask, num_frames + num_codebooks - 1, aligned)
     for step in tqdm(range(num_frames + num_codebooks - 1), desc="generating", unit="step", disable=not progress,
                      leave=False):
         current = tokens[:, :, step]  # [B, K]
         logits = steps.step(torch.cat([current, current]) if guided else current)  # [B or 2B, K, V]
-        if forced[:, step + 1].all():  # the next step is all prompt: nothing to sample
+        if step in prompted:  # the next step is all prompt: nothing to sample (known without reading a tensor)
             continue
         if guided:
             logits = guided_logits(logits, guidance_scale)

@@ -13,7 +13,7 @@ from model.config import SemanticConfig
 class SemanticEncoder(nn.Module):
     """Frozen CLIP image tower.  frames uint8 [N, S, S, 3] (RGB, already centre-cropped) -> embeddings [N, D].
 
-    Frames arrive at the model's input size from ``data.video.sample_frames``, so preprocessing here is only
+    Frames arrive at the model's input size from ``media.video.sample_frames``, so preprocessing here is only
     scaling to [0, 1] and CLIP's mean/std normalisation, batched on tensors (no PIL round trip per frame).
     """
 
@@ -35,16 +35,22 @@ class SemanticEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 [N, S, S, 3] -> L2-normalised float32 [N, D]."""
+        """uint8 [N, S, S, 3] -> L2-normalised float32 [N, D] on the encoder's device."""
+        device, dtype = self.mean.device, self.tower_dtype
         frames = torch.as_tensor(frames)
         if frames.shape[0] == 0:
-            return torch.zeros(0, self.dim)
+            return torch.zeros(0, self.dim, device=device)
         outputs = []
         for chunk in frames.split(self.batch_size):
-            pixels = chunk.permute(0, 3, 1, 2).float().div(255.0)  # [n, 3, S, S]
-            pixels = (pixels.to(self.mean.device) - self.mean) / self.std
-            outputs.append(nn.functional.normalize(self.visual(pixels).float(), dim=-1))
+            pixels = chunk.to(device).permute(0, 3, 1, 2).float().div(255.0)  # [n, 3, S, S], moved as uint8
+            pixels = (pixels - self.mean.float()) / self.std.float()
+            outputs.append(nn.functional.normalize(self.visual(pixels.to(dtype)).float(), dim=-1))
         return torch.cat(outputs)
+
+    @property
+    def tower_dtype(self) -> torch.dtype:
+        """The image tower's storage dtype (``common.device``: bf16 / fp16 / fp32); pixels are cast to it."""
+        return next(self.visual.parameters()).dtype
 
 
 def build_semantic_encoder(cfg: SemanticConfig) -> SemanticEncoder:

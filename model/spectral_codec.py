@@ -45,7 +45,7 @@ class SpectralCodec(nn.Module):
     def log_magnitude(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [B, 1, S] -> log-magnitude frames [B, T, F], T = ceil(S / hop)."""
         frames = -(-wav.shape[-1] // self.hop)
-        spec = torch.stft(wav[:, 0].float(), self.n_fft, self.hop, window=self.window, center=True,
+        spec = torch.stft(wav[:, 0].to(self.window.device).float(), self.n_fft, self.hop, window=self.window, center=True,
                           return_complex=True)  # [B, F, S // hop + 1]
         return spec.abs().clamp_min(LOG_FLOOR).log()[:, :, :frames].transpose(1, 2)
 
@@ -67,7 +67,7 @@ class SpectralCodec(nn.Module):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes long [B, K, T] -> wav float32 [B, 1, T * hop] (Griffin-Lim, deterministic start)."""
-        magnitude = self.reconstruct_log_magnitude(codes.long()).exp().transpose(1, 2)  # [B, F, T]
+        magnitude = self.reconstruct_log_magnitude(codes.to(self.window.device).long()).exp().transpose(1, 2)  # [B, F, T]
         magnitude = torch.cat([magnitude, magnitude[..., -1:]], dim=-1)  # centred STFT of T * hop samples: T + 1 frames
         length = codes.shape[-1] * self.hop
         wav = torchaudio.functional.griffinlim(magnitude, self.window, self.n_fft, self.hop, self.n_fft, power=1.0,

@@ -23,7 +23,7 @@ import cv2
 import librosa
 import numpy as np
 
-from scoring.video import grey_frames, native_width, video_fps
+from media.video import grey_frames, native_width, video_fps
 
 ONSET_SAMPLE_RATE = 22_050
 PEAK_THRESHOLD = 0.1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.files import atomic_write_text
 from scoring.fad import fad_from_clips
 from scoring.runner import REFERENCE_SYSTEM, Models, Results, Settings
 from scoring.stats import N_BOOTSTRAP, bootstrap_ci, mean_ci
@@ -123,13 +124,6 @@ def _clean(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def build_report(results: Results, settings: Settings, models: Models, extra: dict | None = None) -> dict:

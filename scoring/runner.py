@@ -16,7 +16,9 @@ from urllib.error import URLError
 import numpy as np
 from tqdm import tqdm
 
-from scoring.audio import InputError, load_audio, resample
+from common.errors import UserError
+from media.audio import read_audio, resample
+from scoring.audio import ScoringError
 from scoring.av_align import ONSET_SAMPLE_RATE, MotionPeaks, audio_onsets, av_align_iou, video_motion_peaks
 from scoring.beats import BEAT_SAMPLE_RATE, beat_scores, beat_times
 from scoring.chroma import CHROMA_SAMPLE_RATE, chroma_cosine
@@ -67,7 +69,7 @@ def _wavs(folder: Path) -> dict[str, Path]:
 def _folder(path: str | Path, what: str) -> Path:
     path = Path(path)
     if not path.is_dir():
-        raise InputError(f"{what} folder {path} does not exist or is not a folder")
+        raise ScoringError(f"{what} folder {path} does not exist or is not a folder")
     return path
 
 
@@ -84,13 +86,13 @@ def find_inputs(generated: str | Path, reference: str | Path | None = None, vide
     if _wavs(root) and only is None:
         systems = {root.name: _wavs(root), **systems}
     if not systems:
-        raise InputError(f"no .wav files in {root} or its sub-folders")
+        raise ScoringError(f"no .wav files in {root} or its sub-folders")
     inputs = Inputs(systems, _wavs(ref_dir) if ref_dir else {},
                     {p.stem: p for p in sorted(_folder(videos, "videos").glob("*.mp4"))} if videos else {})
     if reference and not set(inputs.clip_ids) & set(inputs.reference):
-        raise InputError(f"no generated clip has a reference of the same name in {reference}")
+        raise ScoringError(f"no generated clip has a reference of the same name in {reference}")
     if videos and not set(inputs.clip_ids) & set(inputs.videos):
-        raise InputError(f"no generated clip has a video <clip_id>.mp4 in {videos}")
+        raise ScoringError(f"no generated clip has a video <clip_id>.mp4 in {videos}")
     return inputs
 
 
@@ -102,13 +104,13 @@ def choose_metrics(requested: str | None, inputs: Inputs) -> list[str]:
     names = [m.strip() for m in requested.split(",") if m.strip()]
     for name in names:
         if name not in METRICS:
-            raise InputError(f"unknown metric {name!r}; choose from {','.join(METRICS)}")
+            raise ScoringError(f"unknown metric {name!r}; choose from {','.join(METRICS)}")
         if name in NEEDS_REFERENCE and not inputs.reference:
-            raise InputError(f"metric {name} needs --reference (a folder of <clip_id>.wav reference music)")
+            raise ScoringError(f"metric {name} needs --reference (a folder of <clip_id>.wav reference music)")
         if name in NEEDS_VIDEO and not inputs.videos:
-            raise InputError(f"metric {name} needs --videos (a folder of <clip_id>.mp4 videos)")
+            raise ScoringError(f"metric {name} needs --videos (a folder of <clip_id>.mp4 videos)")
     if not names:
-        raise InputError("--metrics is empty")
+        raise ScoringError("--metrics is empty")
     return names
 
 
@@ -145,7 +147,7 @@ def build_embedder(settings: Settings) -> object:
     if settings.embedder == "mel":
         from scoring.embedders import MelStatsEmbedder
         return MelStatsEmbedder()
-    raise InputError(f"unknown embedder {settings.embedder!r}; choose from {','.join(EMBEDDERS)}")
+    raise ScoringError(f"unknown embedder {settings.embedder!r}; choose from {','.join(EMBEDDERS)}")
 
 
 def load_models(settings: Settings) -> Models:
@@ -170,7 +172,7 @@ class ClipAudio:
     """One audio file, loaded once and resampled on demand (each metric has its own rate)."""
 
     def __init__(self, path: Path):
-        self.wav, self.sample_rate = load_audio(path)
+        self.wav, self.sample_rate = read_audio(path)
         self._by_rate: dict[int, np.ndarray] = {self.sample_rate: self.wav}
 
     @property
@@ -226,13 +228,13 @@ def reference_features(clip: str, inputs: Inputs, models: Models, settings: Sett
         if clip in inputs.reference:
             ref.audio = ClipAudio(inputs.reference[clip])
             _reference_audio_features(ref, models, settings)
-    except InputError as error:
+    except UserError as error:
         ref = Reference()
         skipped.append(f"reference {clip}: {error}")
     try:
         if clip in inputs.videos and _active("av_align", settings, models):
             ref.motion = video_motion_peaks(inputs.videos[clip], seconds, settings.flow_width)
-    except InputError as error:
+    except UserError as error:
         skipped.append(f"video {clip}: {error}")
     return ref
 
@@ -283,7 +285,7 @@ def _load_generated(clip: str, inputs: Inputs, skipped: list[str]) -> dict[str, 
         try:
             if clip in clips:
                 audio[system] = ClipAudio(clips[clip])
-        except InputError as error:
+        except UserError as error:
             skipped.append(f"{system} {clip}: {error}")
     return audio
 

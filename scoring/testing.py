@@ -10,7 +10,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import soundfile as sf
 
 
 def flash_video(path: str | Path, events: list[float], seconds: float = 4.0, fps: int = 25,
@@ -55,6 +54,7 @@ def chord(midi_notes: list[int], seconds: float = 2.0, sample_rate: int = 32_000
 
 def write_wav(path: str | Path, wav: np.ndarray, sample_rate: int = 32_000) -> Path:
     """Write ``[samples]`` float32 as a WAV file (parent folders created)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), wav, sample_rate)
+    from media.audio import write_wav as write
+
+    write(path, wav, sample_rate, subtype="FLOAT")
     return Path(path)

@@ -5,7 +5,7 @@ import torch
 
 from model.delay import training_pair
 from model.features import VideoFeatures
-from model.v2m import codebook_cross_entropy
+from training.loss import codebook_cross_entropy
 from tests.conftest import decaying_hits
 from training.beat_weights import delayed_weights, frame_weights, music_onsets, video_beats
 

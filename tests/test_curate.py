@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data.clips import REASONS, clip_windows, ClipOptions, iso_structure_problem
+from data.curate import REASONS, ClipOptions, clip_windows, iso_structure_problem
 from data.curate import main
 from data.schema import SPLITS, check_schema, clip_features
 from data.splits import split_of
-from data.video import probe_video
+from media.video import probe_video
 from model.config import SemanticConfig
 
 REPO = Path(__file__).resolve().parent.parent

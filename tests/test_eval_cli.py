@@ -99,7 +99,7 @@ class _FakeVideoToMusic:
     calls: list[tuple] = []
 
     @classmethod
-    def from_pretrained(cls, name: str) -> "_FakeVideoToMusic":
+    def from_pretrained(cls, name: str, **placement) -> "_FakeVideoToMusic":
         return cls()
 
     def eval(self) -> "_FakeVideoToMusic":

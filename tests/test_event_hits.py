@@ -53,7 +53,7 @@ def test_plot_eval_reads_both_reports_and_writes_an_image(tmp_path):
 
     import pytest
 
-    from cli import UserError
+    from common.errors import UserError
     from tools.plot_eval import collect, plot
 
     (tmp_path / "report").mkdir()

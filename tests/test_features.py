@@ -159,6 +159,6 @@ def test_a_remade_clip_is_not_served_stale_features(curated, featured, tmp_path)
 
 
 def test_not_a_dataset_is_a_one_line_error(tmp_path, capsys):
-    assert add_features(tmp_path) == 1
+    assert add_features(tmp_path) == 2  # a user error: exit 2, as every command
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "not a clip dataset" in error

@@ -109,7 +109,7 @@ def test_the_continuity_measure_sees_a_key_change_at_a_join():
 
 
 def test_packet_times_give_the_length_when_headers_do_not(tmp_path):
-    from data.video import scan_duration
+    from media.video import scan_duration
 
     assert scan_duration(write_video(tmp_path / "v.mp4", seconds=2.0, fps=10, size=(32, 32))) == pytest.approx(2.0, abs=0.11)
 

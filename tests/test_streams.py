@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.video import VideoError, probe_video, sample_frames
+from media.video import VideoError, probe_video, sample_frames
 from model.config import MotionConfig
 from model.motion import motion_features
 from tests.conftest import write_video

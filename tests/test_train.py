@@ -100,7 +100,7 @@ def test_beat_weighted_loss_changes_what_is_minimised(synthetic_set, tmp_path):
 
 
 def test_processes_take_disjoint_batches_that_do_not_depend_on_resuming():
-    from training.clips import batch_indices
+    from training.batches import batch_indices
 
     first = [batch_indices(step, 2, 10, seed=1, rank=0, world=2) for step in range(5)]
     second = [batch_indices(step, 2, 10, seed=1, rank=1, world=2) for step in range(5)]

@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cli import UserError, run_cli  # noqa: E402
+from common.cli import run_cli
+from common.errors import UserError  # noqa: E402
 
 
 def onset_times(wav: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -69,16 +70,16 @@ def clip_scores(wav: np.ndarray, sample_rate: int, events: np.ndarray, beat: flo
 
 def system_scores(run: Path, system: str, manifest: dict, rows: dict, tolerance: float) -> dict[str, dict]:
     """``{clip id: clip_scores(...)}`` for one system folder of an ``eval.py generate`` run."""
-    import soundfile as sf
+    from media.audio import read_audio
 
     per_clip = {}
     for clip, info in manifest["clips"].items():
         row, path = rows.get(clip), run / system / f"{clip}.wav"
         if row is None or not path.is_file() or not row.get("event_times"):
             continue
-        wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        wav, rate = read_audio(path)
         beats = np.asarray(row["beat_times"], float) if row.get("beat_times") else None
-        per_clip[clip] = clip_scores(wav.mean(axis=1), rate, np.asarray(row["event_times"], float),
+        per_clip[clip] = clip_scores(wav, rate, np.asarray(row["event_times"], float),
                                      60.0 / float(row["tempo"]), float(info["seconds"]), tolerance, beats)
     return per_clip
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         scores = score_run(args.run, args.dataset, args.tolerance)
         print(format_table(scores, args.tolerance))
         if args.json:
-            from scoring.report import atomic_write_text  # a killed run leaves the previous figures intact
+            from common.files import atomic_write_text  # a killed run leaves the previous figures intact
 
             atomic_write_text(args.json, json.dumps(scores, indent=2) + "\n")
 

@@ -23,7 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a plain script: the project's packages are importable
 
-from cli import UserError, run_cli  # noqa: E402
+from common.cli import run_cli
+from common.errors import UserError  # noqa: E402
 
 
 def _profile(wav: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
@@ -96,13 +97,10 @@ def _run(args: argparse.Namespace, rest: list[str]) -> dict:
     if args.what == "cost":
         return cost(args.path, "--window-seconds", str(args.window_seconds), "--overlap-seconds",
                     str(args.overlap_seconds), *rest)
-    import soundfile as sf
+    from media.audio import read_audio
 
-    try:
-        wav, rate = sf.read(str(args.path), dtype="float32", always_2d=True)
-    except sf.LibsndfileError as error:
-        raise UserError(f"{args.path}: not a readable audio file ({error})") from None
-    return continuity(wav.mean(axis=1), rate, args.window_seconds, args.overlap_seconds)
+    wav, rate = read_audio(args.path)  # an unreadable file raises a one-line AudioError
+    return continuity(wav, rate, args.window_seconds, args.overlap_seconds)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cli import UserError, run_cli  # noqa: E402
+from common.cli import run_cli
+from common.errors import UserError  # noqa: E402
 
 
 def read_metrics(run: Path) -> list[dict]:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cli import UserError, run_cli  # noqa: E402
+from common.cli import run_cli
+from common.errors import UserError  # noqa: E402
 
 PANELS = (("bhs", "beat hit (BHS)"), ("lift", "event-hit lift"))
 SYSTEM_ORDER = ("ours", "no_motion", "unconditional")

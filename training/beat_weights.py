@@ -64,7 +64,7 @@ def delayed_weights(weights: torch.Tensor, num_codebooks: int, steps: int) -> to
     """Frame weights [B, T] -> per-label weights [B, K, S] in the delay pattern (codebook k's label at step s is
     frame s - k; steps outside a codebook's frames get 1 and are ignored by the loss anyway)."""
     batch, frames = weights.shape
-    out = torch.ones(batch, num_codebooks, steps, dtype=weights.dtype)
+    out = torch.ones(batch, num_codebooks, steps, dtype=weights.dtype, device=weights.device)
     for k in range(num_codebooks):
         length = max(0, min(frames, steps - k))
         out[:, k, k:k + length] = weights[:, :length]

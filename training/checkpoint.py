@@ -4,7 +4,8 @@ A checkpoint folder ``checkpoints/step_000200/`` holds::
 
     trainable.safetensors   fusion + LoRA weights (same keys as a save_pretrained model.safetensors)
     optimizer.safetensors   every optimizer state tensor, keyed "<param index>.<name>"
-    rng_rank<r>.safetensors torch's global RNG state of each process (condition and LoRA dropout)
+    rng_rank<r>.safetensors each process's RNG states: torch's CPU generator, and its CUDA device's when it has one
+                            (condition, LoRA and fusion dropout draw from the generator of the device they run on)
     state.json              step, optimizer param groups, scheduler state, config
 
 It is written as ``step_000200.tmp`` and renamed when complete, so a kill mid-write leaves the previous checkpoint
@@ -41,8 +42,22 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's RNG states: ``{"torch": CPU state, "cuda": the state of ``device``'s generator}``."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def save_checkpoint(root: Path, step: int, trainable: dict[str, torch.Tensor], optimizer, scheduler, config: dict,
-                    keep: int, rng_states: list[torch.Tensor]) -> Path:
+                    keep: int, rng_states: list[dict[str, torch.Tensor]]) -> Path:
     """Write checkpoint ``step`` under ``root`` atomically (temp folder + rename); prune to the last ``keep``."""
     final = root / f"{PREFIX}{step:06d}"
     tmp = root / f"{PREFIX}{step:06d}.tmp"
@@ -52,7 +67,7 @@ def save_checkpoint(root: Path, step: int, trainable: dict[str, torch.Tensor], o
     tensors, groups = optimizer_tensors(optimizer)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     for rank, rng in enumerate(rng_states):
-        save_file({"torch": rng}, str(tmp / f"rng_rank{rank}.safetensors"))
+        save_file({k: v.cpu().contiguous() for k, v in rng.items()}, str(tmp / f"rng_rank{rank}.safetensors"))
     state = {"step": step, "param_groups": groups, "scheduler": scheduler.state_dict(), "config": config}
     (tmp / "state.json").write_text(json.dumps(state, indent=1, default=str))
     shutil.rmtree(final, ignore_errors=True)
@@ -79,5 +94,5 @@ def load_checkpoint(folder: Path, rank: int) -> dict:
         "optimizer": load_file(str(folder / "optimizer.safetensors")),
         "param_groups": state["param_groups"],
         "scheduler": state["scheduler"],
-        "rng": load_file(str(rng_file))["torch"] if rng_file.is_file() else None,
+        "rng": load_file(str(rng_file)) if rng_file.is_file() else None,
     }

@@ -10,7 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-from cli import UserError, quiet_libraries, run_cli
+from common.cli import quiet_libraries, run_cli
+from common.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> None:

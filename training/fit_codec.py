@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cli import UserError, quiet_libraries, run_cli
+from common.cli import quiet_libraries, run_cli
+from common.errors import UserError
+from common.files import atomic_write_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
 
     from model.config import load_config
     from model.spectral_codec import SpectralCodec, fit_codebooks
-    from training.clips import load_split, read_music
+    from training.batches import load_split
 
     settings = load_config(args.config).decoder.codec or {}
     sample_rate, n_fft, hop = settings.get("sample_rate", 32000), settings.get("n_fft", 2048), settings.get("hop", 640)
@@ -69,10 +71,10 @@ def run(args: argparse.Namespace) -> None:
     dataset = Path(args.dataset)
     files = [dataset / row["music_path"] for row in load_split(dataset, "train")]
     for folder in args.extra_music:
-        files += sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".wav", ".ogg", ".flac"))
+        files += sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".wav", ".ogg", ".flac", ".mp3"))
     if not files:
         raise UserError("no music to fit the codec on")
-    frames = np.concatenate([probe.log_magnitude(_load(path, sample_rate, read_music))[0].numpy() for path in files])
+    frames = np.concatenate([probe.log_magnitude(_load(path, sample_rate))[0].numpy() for path in files])
     rng = np.random.default_rng(args.seed)
     sample = frames[rng.permutation(len(frames))[: args.frames]]
     started = time.perf_counter()
@@ -82,23 +84,23 @@ def run(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     codec.save(args.out / "codec.safetensors")
     held_out = [dataset / row["music_path"] for row in load_split(dataset, "test")][: args.held_out]
-    scores = [quality(read_music(p, sample_rate)[0, 0].numpy(),
-                      codec.decode(codec.encode(read_music(p, sample_rate)))[0, 0].numpy(), sample_rate)
+    scores = [quality(_load(p, sample_rate)[0, 0].numpy(),
+                      codec.decode(codec.encode(_load(p, sample_rate)))[0, 0].numpy(), sample_rate)
               for p in held_out]
     summary = {k: float(np.nanmean([s[k] for s in scores])) for k in scores[0]} if scores else {}
     report = {"fit_seconds": round(fit_seconds, 1), "frames_total": int(len(frames)), "frames_fitted": int(len(sample)),
               "files": len(files), "held_out_clips": len(scores), "mean": summary, "per_clip": scores}
-    (args.out / "quality.json").write_text(json.dumps(report, indent=2))
+    atomic_write_json(args.out / "quality.json", report)
     print(json.dumps({k: v for k, v in report.items() if k != "per_clip"}, indent=2))
 
 
-def _load(path: Path, sample_rate: int, read_music):
-    if path.suffix.lower() == ".wav":
-        return read_music(path, sample_rate)
-    import librosa
+def _load(path: Path, sample_rate: int):
+    """Any audio file -> float32 [1, 1, S] mono at ``sample_rate`` (the codec's input)."""
     import torch
 
-    return torch.from_numpy(librosa.load(str(path), sr=sample_rate, mono=True)[0])[None, None]
+    from media.audio import read_audio
+
+    return torch.from_numpy(read_audio(path, sample_rate)[0])[None, None]
 
 
 if __name__ == "__main__":

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import av
 import cv2
 import numpy as np
 
+from common.errors import UserError
 
-class VideoError(ValueError):
+
+class VideoError(UserError):
     """A file that cannot be used as a video; the message is one line meant for the user."""
 
 
@@ -79,7 +82,6 @@ def probe_video(path: str | Path) -> VideoInfo:
         fps = float(stream.average_rate) if stream.average_rate else 0.0
         return VideoInfo(str(path), duration, fps, stream.codec_context.width, stream.codec_context.height,
                          bool(container.streams.audio))
-
 
 
 def scan_duration(path: str | Path) -> float:
@@ -153,9 +155,26 @@ def sample_frames(path: str | Path, clip_fps: float, clip_size: int, flow_fps: f
     Raises ``VideoError`` (one line) for files that are missing, not videos, have no video stream, or are
     truncated so that no frame decodes.
     """
-    clip_grid, flow_grid = _GridSampler(clip_fps, start), _GridSampler(flow_fps, start)
     clips, clip_times, flows, flow_times = [], [], [], []
+    for kind, time, image in iter_samples(path, clip_fps, clip_size, flow_fps, flow_width, start, max_seconds):
+        if kind == "clip":
+            clips.append(image), clip_times.append(time)
+        else:
+            flows.append(image), flow_times.append(time)
+    return SampledFrames(np.stack(clips), np.asarray(clip_times, np.float32),
+                         np.stack(flows), np.asarray(flow_times, np.float32))
+
+
+def iter_samples(path: str | Path, clip_fps: float, clip_size: int, flow_fps: float, flow_width: int,
+                 start: float = 0.0, max_seconds: float | None = None) -> Iterator[tuple[str, float, np.ndarray]]:
+    """The samples of ``sample_frames`` as they are decoded: ``("clip", t, rgb [S, S, 3])`` and
+    ``("flow", t, grey [h, w])``, t in seconds from ``start``, in time order.
+
+    A consumer can run CLIP on the first frames while later ones decode (PyAV releases the GIL while decoding).
+    """
+    clip_grid, flow_grid = _GridSampler(clip_fps, start), _GridSampler(flow_fps, start)
     end = start + max_seconds if max_seconds is not None else float("inf")
+    last_flow = None
     with _open(path) as container:
         if not container.streams.video:
             raise VideoError(f"{path}: has no video stream")
@@ -178,13 +197,70 @@ def sample_frames(path: str | Path, clip_fps: float, clip_size: int, flow_fps: f
                     size = _conversion_size(frame.width, frame.height, clip_size, flow_width, turns)
                 rgb = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]), turns))
                 if take_clip:
-                    clips.append(_clip_crop(rgb, clip_size)), clip_times.append(frame.time - start)
+                    yield "clip", frame.time - start, _clip_crop(rgb, clip_size)
                 if take_flow:
-                    flows.append(_flow_grey(rgb, flow_width)), flow_times.append(frame.time - start)
+                    last_flow = frame.time - start
+                    yield "flow", last_flow, _flow_grey(rgb, flow_width)
         except av.error.FFmpegError as error:
-            where = f" after {flow_times[-1] + start:.1f} s" if flow_times else ""
+            where = f" after {last_flow + start:.1f} s" if last_flow is not None else ""
             raise VideoError(f"{path}: video is corrupt or truncated{where} ({_short(error)})") from None
-    if not flows:
+    if last_flow is None:
         raise VideoError(f"{path}: no video frame could be decoded" + (f" after {start:.1f} s" if start else ""))
-    return SampledFrames(np.stack(clips), np.asarray(clip_times, np.float32),
-                         np.stack(flows), np.asarray(flow_times, np.float32))
+
+
+# ---------------------------------------------------------------------------------------------------- every frame
+
+
+def video_fps(path: str | Path) -> float:
+    """Average frame rate of the first video stream (what OpenCV's ``CAP_PROP_FPS`` reports)."""
+    with _open_video(path) as container:
+        rate = container.streams.video[0].average_rate
+        if not rate:
+            raise VideoError(f"{path}: video has no frame rate")
+        return float(rate)
+
+
+def native_width(path: str | Path) -> int:
+    """Width in pixels of the first video stream."""
+    with _open_video(path) as container:
+        return container.streams.video[0].codec_context.width
+
+
+def grey_frames(path: str | Path, max_seconds: float | None = None,
+                width: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(time_seconds, grey uint8 [H, W])`` for every decoded frame, times relative to the first frame.
+
+    For metrics that follow a reference implementation frame by frame (AV-Align). ``width`` scales frames down
+    (aspect kept) while converting; ``None`` keeps the native size. Greyscale uses the same RGB weights as
+    OpenCV's ``COLOR_BGR2GRAY`` on OpenCV-decoded frames, as the AV-Align reference does.
+    """
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        size = _scaled_size(stream.codec_context.width, stream.codec_context.height, width)
+        first = None
+        try:
+            for frame in container.decode(stream):
+                time = float(frame.time or 0.0)
+                first = time if first is None else first
+                if max_seconds is not None and time - first >= max_seconds:
+                    break
+                rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                yield time - first, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        except av.error.FFmpegError as error:
+            raise VideoError(f"{path}: video is corrupt or truncated ({_short(error)})") from None
+
+
+def _scaled_size(w: int, h: int, width: int | None) -> tuple[int, int]:
+    if width is None or width >= w:
+        return w, h
+    return width, max(8, round(h * width / w / 2) * 2)
+
+
+def _open_video(path: str | Path) -> av.container.InputContainer:
+    """``_open`` that also requires a video stream."""
+    container = _open(path)
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path}: has no video stream")
+    return container

@@ -1,47 +1,20 @@
-"""Writing results: music as WAV, and music muxed into the user's video (ffmpeg), each written atomically.
+"""Music muxed into the user's video (ffmpeg), written atomically.
 
 Why ffmpeg for muxing: it copies the original video stream untouched (no quality loss, no re-encode) and falls
 back to H.264 only when the source codec cannot go into an mp4. It is always called with an argument list.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
+from common.errors import UserError
+from common.files import temporary_sibling
 
 
-class MediaError(RuntimeError):
+class MediaError(UserError):
     """Writing the output failed; the message is one line meant for the user."""
-
-
-def peak_normalise(wav: np.ndarray, peak_db: float = -1.0) -> np.ndarray:
-    """Scale float audio [S] so its peak sits at ``peak_db`` dBFS (silence stays silence); no clipping."""
-    peak = float(np.max(np.abs(wav))) if wav.size else 0.0
-    if peak < 1e-6 or not np.isfinite(peak):
-        return np.zeros_like(wav)
-    return (wav / peak * 10 ** (peak_db / 20)).astype(np.float32)
-
-
-def temporary_sibling(path: Path, suffix: str) -> Path:
-    """A fresh temporary file name next to ``path`` (same filesystem, so the final rename is atomic)."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    return Path(name)
-
-
-def write_wav(path: Path, wav: np.ndarray, sample_rate: int) -> None:
-    """Write 16-bit PCM WAV via a temporary file and rename."""
-    tmp = temporary_sibling(path, ".wav")
-    try:
-        sf.write(str(tmp), wav, sample_rate, subtype="PCM_16", format="WAV")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _ffmpeg() -> str:

@@ -1,0 +1,222 @@
+"""Training batches from a clip dataset (``data/schema.py``) whose features are cached, through a ``DataLoader``.
+
+Each row gives cached video features and audio codes (``data.features`` computes them; training never runs a frozen
+encoder). A training example is a random ``clip_seconds`` crop of a clip, the same crop for features and codes.
+Batches depend only on (seed, micro-step, process): ``StepBatches`` is a map-style dataset indexed by micro-step, so
+a resumed run, or any number of ``DataLoader`` workers, yields exactly the batches of an uninterrupted run.
+
+    Batch: features FeatureBatch [B, T*, D*], codes long [B, K, T], lengths [B], near_event bool [B, T],
+           frame_weights float [B, T] (beat-weighted loss) or None
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from common.errors import UserError
+from media.audio import read_audio
+from model.features import FeatureBatch, VideoFeatures
+
+
+class DatasetError(UserError):
+    """A dataset folder that cannot be used for training; one line for the user."""
+
+
+@dataclass
+class Example:
+    features: VideoFeatures
+    codes: torch.Tensor  # [K, T] long
+    event_times: torch.Tensor  # [E] seconds of known cuts/impacts (synthetic ground truth; empty elsewhere)
+    frame_weights: torch.Tensor | None = None  # [T] beat-weighted loss weights (training/beat_weights.py), if used
+
+
+def load_split(dataset_dir: str | Path, split: str):
+    """The ``split`` of a saved DatasetDict, checking the schema version first."""
+    from datasets import load_from_disk
+
+    from data.schema import check_schema
+
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise DatasetError(f"{dataset_dir}: dataset folder not found")
+    try:
+        check_schema(dataset_dir)
+        return load_from_disk(str(dataset_dir))[split]
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        raise DatasetError(f"{dataset_dir}: cannot read split {split!r} ({error})") from None
+
+
+class ClipSource:
+    """Examples of one split read from the cached feature ``columns``: ``example(i)`` is the whole clip.
+
+    Rows are read lazily and kept (a ``DataLoader`` worker keeps its own); the beat-weighted loss reads the clip's
+    music for its onsets (CPU work that the workers do).
+    """
+
+    def __init__(self, dataset_dir: str | Path, split: str, columns: dict, frame_rate: int, sample_rate: int,
+                 beat_alpha: float | None = None, beat_delta: float = 0.1):
+        self.dir = Path(dataset_dir)
+        self.rows = load_split(self.dir, split)
+        self.columns, self.frame_rate, self.sample_rate = columns, frame_rate, sample_rate
+        self.beat_alpha, self.beat_delta = beat_alpha, beat_delta
+        self.memory: dict[int, Example] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def example(self, index: int) -> Example:
+        if index not in self.memory:
+            self.memory[index] = self._read(index)
+        return self.memory[index]
+
+    def _read(self, index: int) -> Example:
+        from data.features import row_features
+
+        row = self.rows[index]
+        features, codes = row_features(row, self.columns)
+        example = Example(features, codes.long(), torch.tensor(row.get("event_times") or [], dtype=torch.float32))
+        if self.beat_alpha is not None:
+            wav = read_audio(self.dir / row["music_path"], self.sample_rate)[0]
+            example.frame_weights = self._frame_weights(wav, features, codes.shape[-1])
+        return example
+
+    def _frame_weights(self, wav: np.ndarray, features: VideoFeatures, frames: int) -> torch.Tensor:
+        from training.beat_weights import frame_weights, music_onsets, video_beats
+
+        onsets = music_onsets(wav, self.sample_rate, self.frame_rate, frames)
+        beats = video_beats(features, self.frame_rate, frames, self.beat_delta)
+        return frame_weights(onsets, beats, round(self.beat_delta * self.frame_rate), self.beat_alpha)
+
+
+def crop(example: Example, seconds: float, frame_rate: int,
+         generator: torch.Generator | None) -> tuple[VideoFeatures, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A ``seconds`` crop at a random whole code frame (at the start when ``generator`` is None).
+
+    Returns features, codes [K, T], a bool [T] marking code frames within one frame of a known event, and the
+    crop's beat-weighted loss weights [T] (None when the source computes none).
+    """
+    total = example.codes.shape[-1]
+    length = min(total, max(1, round(seconds * frame_rate)))
+    start = 0
+    if generator is not None and total > length:
+        start = int(torch.randint(0, total - length + 1, (1,), generator=generator))
+    features = example.features.crop(start / frame_rate, length / frame_rate)
+    frames = torch.arange(start, start + length)
+    event_frames = (example.event_times * frame_rate).round()
+    near_event = (frames[:, None] - event_frames[None, :]).abs().le(1).any(dim=1) if len(event_frames) else \
+        torch.zeros(length, dtype=torch.bool)
+    weights = None if example.frame_weights is None else example.frame_weights[start:start + length]
+    return features, example.codes[:, start:start + length], near_event, weights
+
+
+def batch_indices(micro_step: int, batch_size: int, size: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
+    """Row indices for one micro-step on one process: epochs are seeded permutations, processes take disjoint slices.
+
+    Depends only on its arguments, so a resumed run (or another process) computes the same batches.
+    """
+    first = micro_step * batch_size * world + rank * batch_size
+    return [int(_permutation(size, seed, position // size)[position % size]) for position in range(first, first + batch_size)]
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(size: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+@dataclass
+class Batch:
+    features: FeatureBatch
+    codes: torch.Tensor  # [B, K, T] long, zero-padded
+    lengths: torch.Tensor  # [B] real frames
+    near_event: torch.Tensor  # [B, T] bool, code frames within one frame of a known event
+    frame_weights: torch.Tensor | None = None  # [B, T] beat-weighted loss weights (padding: 1, not scored)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        """Every tensor of the batch on ``device`` (one call, so nothing is left behind on the CPU)."""
+        def move(value):
+            return None if value is None else value.to(device, non_blocking=non_blocking)
+
+        return Batch(*(move(getattr(self, f.name)) for f in fields(self)))
+
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies (``DataLoader(pin_memory=True)`` calls this), for asynchronous copies to a GPU."""
+        return Batch(*(None if (v := getattr(self, f.name)) is None else v.pin_memory() for f in fields(self)))
+
+    def step_weights(self, num_codebooks: int) -> torch.Tensor | None:
+        """The frame weights laid out like the delayed labels, [B, K, T + K - 1]; None for the plain loss."""
+        if self.frame_weights is None:
+            return None
+        from training.beat_weights import delayed_weights
+
+        return delayed_weights(self.frame_weights, num_codebooks, self.codes.shape[-1] + num_codebooks - 1)
+
+
+def make_batch(source: ClipSource, indices: list[int], seconds: float, frame_rate: int,
+               collate: Callable[[list[VideoFeatures]], FeatureBatch], generator: torch.Generator | None) -> Batch:
+    """Crops of the given rows, padded into one batch (on the CPU)."""
+    crops = [crop(source.example(i), seconds, frame_rate, generator) for i in indices]
+    lengths = torch.tensor([codes.shape[-1] for _, codes, *_ in crops])
+    codes = torch.zeros(len(crops), crops[0][1].shape[0], int(lengths.max()), dtype=torch.long)
+    near_event = torch.zeros(len(crops), int(lengths.max()), dtype=torch.bool)
+    weighted = all(w is not None for *_, w in crops)
+    weights = torch.ones(len(crops), int(lengths.max())) if weighted else None
+    for b, (_, c, events, w) in enumerate(crops):
+        codes[b, :, : c.shape[-1]], near_event[b, : c.shape[-1]] = c, events
+        if weighted:
+            weights[b, : c.shape[-1]] = w
+    return Batch(collate([f for f, *_ in crops]), codes, lengths, near_event, weights)
+
+
+class StepBatches(Dataset):
+    """Training micro-batches ``first, first + 1, ...`` of one process, item i = micro-step ``first + i``.
+
+    ``crop_seed`` makes the random crops depend on the micro-step and process only.
+    """
+
+    def __init__(self, source: ClipSource, batch_size: int, seconds: float, collate, seed: int, first: int, last: int,
+                 rank: int = 0, world: int = 1):
+        self.source, self.batch_size, self.seconds, self.collate = source, batch_size, seconds, collate
+        self.seed, self.first, self.last, self.rank, self.world = seed, first, last, rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.last - self.first)
+
+    def __getitem__(self, index: int) -> Batch:
+        micro_step = self.first + index
+        indices = batch_indices(micro_step, self.batch_size, len(self.source), self.seed, self.rank, self.world)
+        crops = torch.Generator().manual_seed(self.seed * 7919 + micro_step * 131 + self.rank)
+        return make_batch(self.source, indices, self.seconds, self.source.frame_rate, self.collate, crops)
+
+
+class ValidationBatches(Dataset):
+    """This process's share of the validation split, ``batch_size`` clips at a time, crops at the clip start."""
+
+    def __init__(self, source: ClipSource, batch_size: int, seconds: float, collate, rank: int = 0, world: int = 1):
+        rows = list(range(rank, len(source), world))
+        self.chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+        self.source, self.seconds, self.collate = source, seconds, collate
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index: int) -> Batch:
+        return make_batch(self.source, self.chunks[index], self.seconds, self.source.frame_rate, self.collate, None)
+
+
+def _as_is(item):
+    return item
+
+
+def loader(dataset: Dataset, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """A ``DataLoader`` over ready-made batches (``batch_size=None``): ``num_workers`` build them ahead, in order.
+
+    It gets a generator of its own: by default a ``DataLoader`` draws its workers' base seed from torch's global
+    RNG when iterated, which would shift every later dropout mask of a resumed run."""
+    return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
+                      collate_fn=_as_is, persistent_workers=False, generator=torch.Generator().manual_seed(0))
