@@ -44,10 +44,24 @@ def run_cli(job: Callable[[], None], debug: bool = False) -> None:
     except Exception as error:  # noqa: BLE001 - the one place that decides what a user sees
         if debug:
             traceback.print_exc()
-        message = " ".join(str(error).split()) or type(error).__name__
-        if type(error).__name__ in USER_ERROR_NAMES or isinstance(error, (FileNotFoundError, PermissionError)):
-            print(f"error: {message}", file=sys.stderr)
+        line = user_error_line(error)
+        if line is not None:
+            print(line, file=sys.stderr)
             sys.exit(2)
-        print(f"error: unexpected {type(error).__name__}: {message[:300]} (rerun with --debug for details)",
+        print(f"error: unexpected {type(error).__name__}: {_one_line(error)[:300]} (rerun with --debug for details)",
               file=sys.stderr)
         sys.exit(1)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def user_error_line(error: BaseException) -> str | None:
+    """``error: ...``, the line a user sees for a mistake of theirs (bad file, bad value); None for a bug.
+
+    Shared by every command and by the web page (``app.py``), so both say the same thing.
+    """
+    if type(error).__name__ in USER_ERROR_NAMES or isinstance(error, (FileNotFoundError, PermissionError)):
+        return f"error: {_one_line(error)}"
+    return None
