@@ -6,6 +6,7 @@
 
 Reads top to bottom: check arguments, load the model, generate window by window (each window decodes only its own
 stretch of video and continues the previous window's music, see ``model.long_form``), write atomically.
+``make_soundtrack`` is that job for a model already loaded: the web page (``app.py``) calls it too.
 Every failure a user can cause ends with a one-line ``error: ...`` on stderr and a non-zero exit.
 """
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from common.cli import add_device_arguments, quiet_libraries, run_cli
 from common.errors import UserError
@@ -48,27 +52,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse impossible requests before loading anything heavy."""
-    if args.out.suffix.lower() != ".mp4":
-        raise UserError(f"--out must end in .mp4, got {args.out}")
-    if not args.video.exists():
-        raise UserError(f"{args.video}: no such file")
-    if args.video.is_dir():
-        raise UserError(f"{args.video}: is a directory, not a video file")
-    for out in filter(None, (args.out, args.wav_out)):
-        if out.resolve() == args.video.resolve():
-            raise UserError(f"{out} is the input video: choose another output path (the input is never overwritten)")
-        if out.exists() and out.is_dir():
-            raise UserError(f"{out}: is a directory")
-        if not out.parent.is_dir():
-            raise UserError(f"{out.parent}: output folder does not exist")
-    if args.guidance_scale is not None and not args.guidance_scale >= 1.0:
-        raise UserError(f"--guidance-scale must be >= 1, got {args.guidance_scale}")
-    if args.max_seconds is not None and not args.max_seconds > 0:
-        raise UserError(f"--max-seconds must be > 0, got {args.max_seconds}")
-    if not 0 < args.window_seconds <= MAX_WINDOW_SECONDS:
-        raise UserError(f"--window-seconds must be in (0, {MAX_WINDOW_SECONDS:g}], got {args.window_seconds}")
-    if not 0 <= args.overlap_seconds < args.window_seconds:
-        raise UserError(f"--overlap-seconds must be >= 0 and shorter than --window-seconds, got {args.overlap_seconds}")
+    check_paths(args.video, args.out, args.wav_out)
+    check_settings(args.guidance_scale, args.max_seconds, args.window_seconds, args.overlap_seconds)
+
+
+def check_paths(video: Path, out: Path, wav_out: Path | None = None) -> None:
+    """The input exists and is a file; the outputs are new paths in existing folders, never the input."""
+    if out.suffix.lower() != ".mp4":
+        raise UserError(f"--out must end in .mp4, got {out}")
+    if not video.exists():
+        raise UserError(f"{video}: no such file")
+    if video.is_dir():
+        raise UserError(f"{video}: is a directory, not a video file")
+    for path in filter(None, (out, wav_out)):
+        if path.resolve() == video.resolve():
+            raise UserError(f"{path} is the input video: choose another output path (the input is never overwritten)")
+        if path.exists() and path.is_dir():
+            raise UserError(f"{path}: is a directory")
+        if not path.parent.is_dir():
+            raise UserError(f"{path.parent}: output folder does not exist")
+
+
+def check_settings(guidance_scale: float | None, max_seconds: float | None, window_seconds: float,
+                   overlap_seconds: float) -> None:
+    """The generation settings are possible (messages name the CLI flags; the web page shows the same ones)."""
+    if guidance_scale is not None and not guidance_scale >= 1.0:
+        raise UserError(f"--guidance-scale must be >= 1, got {guidance_scale}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise UserError(f"--max-seconds must be > 0, got {max_seconds}")
+    if not 0 < window_seconds <= MAX_WINDOW_SECONDS:
+        raise UserError(f"--window-seconds must be in (0, {MAX_WINDOW_SECONDS:g}], got {window_seconds}")
+    if not 0 <= overlap_seconds < window_seconds:
+        raise UserError(f"--overlap-seconds must be >= 0 and shorter than --window-seconds, got {overlap_seconds}")
 
 
 def load_model(args: argparse.Namespace):
@@ -91,18 +106,65 @@ def load_model(args: argparse.Namespace):
     return VideoToMusic.from_pretrained(name, device=placement)
 
 
-def music_seconds(video: Path, max_seconds: float | None) -> float:
-    """How much music to make: the video's length, capped; says so when the video is longer."""
+def video_seconds(video: Path) -> float:
+    """The video's length; raises ``VideoError`` (one line) for a file that is not a usable video."""
     from media.video import probe_video, scan_duration
 
     duration = probe_video(video).duration
     if duration <= 0:  # no length in the headers: read the packet times (no decoding)
         duration = scan_duration(video)
+    return duration
+
+
+def music_seconds(video: Path, max_seconds: float | None) -> float:
+    """How much music to make: the video's length, capped; says so when the video is longer."""
+    duration = video_seconds(video)
     if max_seconds is not None and duration > max_seconds:
         print(f"note: the video is {duration:.1f} s long; music covers the first {max_seconds:.1f} s only",
               file=sys.stderr)
         return max_seconds
     return duration
+
+
+@dataclass(frozen=True)
+class Soundtrack:
+    """What ``make_soundtrack`` wrote: ``music`` float32 [samples] at ``sample_rate``, peak-normalised."""
+
+    video: Path  # the mp4 with the new music
+    wav: Path | None  # the music alone, when asked for
+    seconds: float  # music length (the video's, or the cap)
+    music: np.ndarray
+    sample_rate: int
+
+
+def make_soundtrack(model, video: Path, out: Path, *, seed: int = 0, guidance_scale: float | None = None,
+                    max_seconds: float | None = None, window_seconds: float = MAX_WINDOW_SECONDS,
+                    overlap_seconds: float = 5.0, wav_out: Path | None = None, progress: bool = True) -> Soundtrack:
+    """The job of this command, for anything that already holds a model (the CLI, the web page ``app.py``).
+
+    Generates window by window (``model.long_form``), then writes ``out`` (the video with the music) and
+    ``wav_out`` atomically: a failure leaves no output and no temporary file behind.
+    """
+    from common.files import temporary_sibling
+    from media.audio import peak_normalise, write_wav
+    from media.mux import mux_music
+    from model.long_form import generate_long
+
+    check_paths(video, out, wav_out)
+    check_settings(guidance_scale, max_seconds, window_seconds, overlap_seconds)
+    seconds = music_seconds(video, max_seconds)
+    wav = generate_long(model, video, seconds, window_seconds, overlap_seconds, seed=seed,
+                        guidance_scale=guidance_scale, progress=progress)
+    music = peak_normalise(wav.numpy())
+    tmp_wav = temporary_sibling(out, ".wav")
+    try:
+        write_wav(tmp_wav, music, model.sample_rate)
+        mux_music(video, tmp_wav, out)
+        if wav_out is not None:
+            write_wav(wav_out, music, model.sample_rate)
+    finally:
+        tmp_wav.unlink(missing_ok=True)
+    return Soundtrack(out, wav_out, seconds, music, model.sample_rate)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,26 +175,14 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: argparse.Namespace) -> None:
     check_args(args)
     quiet_libraries()
-    from common.files import temporary_sibling
-    from media.audio import peak_normalise, write_wav
-    from media.mux import mux_music
-    from model.long_form import generate_long
-
     started = time.perf_counter()
-    seconds = music_seconds(args.video, args.max_seconds)
+    video_seconds(args.video)  # a file that is not a video fails here, before the model loads
     model = load_model(args).eval()
-    wav = generate_long(model, args.video, seconds, args.window_seconds, args.overlap_seconds, seed=args.seed,
-                        guidance_scale=args.guidance_scale, progress=True)
-    music = peak_normalise(wav.numpy())
-    tmp_wav = temporary_sibling(args.out, ".wav")
-    try:
-        write_wav(tmp_wav, music, model.sample_rate)
-        mux_music(args.video, tmp_wav, args.out)
-        if args.wav_out is not None:
-            write_wav(args.wav_out, music, model.sample_rate)
-    finally:
-        tmp_wav.unlink(missing_ok=True)
-    print(f"wrote {args.out} ({seconds:.1f} s of music, seed {args.seed}) in {time.perf_counter() - started:.1f} s")
+    result = make_soundtrack(model, args.video, args.out, seed=args.seed, guidance_scale=args.guidance_scale,
+                             max_seconds=args.max_seconds, window_seconds=args.window_seconds,
+                             overlap_seconds=args.overlap_seconds, wav_out=args.wav_out, progress=True)
+    print(f"wrote {args.out} ({result.seconds:.1f} s of music, seed {args.seed}) in "
+          f"{time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

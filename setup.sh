@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-SYSTEM_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm)
+# chromium + chromium-driver: the web page's browser test (tests/test_app.py) drives the system browser
+SYSTEM_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm chromium chromium-driver)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -108,3 +108,11 @@ def run_cli(job: Callable[[], object], debug: bool = False, prog: str | None = N
     status = guarded(job, prog, debug)
     if status:
         sys.exit(status)
+
+
+def user_error_line(error: BaseException) -> str | None:
+    """``error: ...``, the line a user sees for a mistake of theirs (bad file, bad value); None for anything else.
+
+    Shared by every command and by the web page (``app.py``), so both say the same thing."""
+    line, code = describe(error)
+    return line if code == 2 else None

@@ -1,0 +1,298 @@
+"""A web page to try the model: upload a video (or take the bundled example), get it back with music.
+
+    python app.py [--model DIR_OR_HUB_ID | --config PRESET] [--host 127.0.0.1] [--port 7860] [--concurrency 1]
+                  [--queue-size 16] [--max-video-seconds 60] [--max-upload-mb 100] [--keep-minutes 60]
+
+Why Gradio: it is how people in this field try a model first (MusicGen's, VidMuse's and MMAudio's demos are Gradio
+pages), and it brings the queue, progress bars, uploads and a client for scripts (``gradio_client``).
+
+Generation is ``infer.make_soundtrack``, the CLI's own code, on one model loaded at start. Requests wait in a queue
+(``--concurrency`` generations at a time, 1 by default). A bad upload is answered with the CLI's one-line
+``error: ...`` message (``cli.user_error_line``), naming the file as the user called it. Every server run has its
+own temporary folder (uploads, results), removed when it stops; a failed request leaves no file behind, and results
+are deleted ``--keep-minutes`` after they were made.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry, no version check
+
+from common.cli import add_device_arguments, quiet_libraries, run_cli, user_error_line  # noqa: E402
+from common.errors import UserError  # noqa: E402
+from infer import MAX_WINDOW_SECONDS, load_model, make_soundtrack, video_seconds  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parent / "examples" / "example.mp4"
+PICTURE_FLOW_WIDTH = 160  # motion peaks for the picture: flow on frames this wide (AV-Align's, rescaled; fast)
+log = logging.getLogger("app")
+
+
+@dataclass(frozen=True)
+class PageSettings:
+    """What the page accepts and how it serves; the page states each limit."""
+
+    max_video_seconds: float = 60.0
+    max_upload_mb: float = 100.0
+    concurrency: int = 1  # generations at a time; the others wait in the queue
+    queue_size: int = 16  # requests waiting at most; one more is told the queue is full
+    keep_minutes: float = 60.0  # results are deleted this long after they were made
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serve a web page that puts music on uploaded videos.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", default=None, help="trained model: a save_pretrained folder or a Hub repo id "
+                                                        "(default: the project's default model)")
+    source.add_argument("--config", default=None, help="an UNTRAINED model from a preset (tiny, small, medium)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=7860)
+    defaults = PageSettings()
+    parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="generations at a time")
+    parser.add_argument("--queue-size", type=int, default=defaults.queue_size, help="requests waiting at most")
+    parser.add_argument("--max-video-seconds", type=float, default=defaults.max_video_seconds)
+    parser.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb)
+    parser.add_argument("--keep-minutes", type=float, default=defaults.keep_minutes,
+                        help="delete results this long after they were made")
+    add_device_arguments(parser)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> PageSettings:
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be in 1..65535, got {args.port}")
+    for flag, value in (("--concurrency", args.concurrency), ("--queue-size", args.queue_size)):
+        if value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+    for flag, value in (("--max-video-seconds", args.max_video_seconds), ("--max-upload-mb", args.max_upload_mb),
+                        ("--keep-minutes", args.keep_minutes)):
+        if not value > 0:
+            raise UserError(f"{flag} must be > 0, got {value}")
+    return PageSettings(args.max_video_seconds, args.max_upload_mb, args.concurrency, args.queue_size,
+                        args.keep_minutes)
+
+
+def check_upload(video: Path, settings: PageSettings) -> float:
+    """The CLI's checks of a video plus the page's length limit; returns the video's length in seconds.
+
+    The size limit is gradio's ``max_file_size``: a larger file is refused in the browser before it is sent, and
+    by the server for API clients, so it never reaches this code.
+    """
+    seconds = video_seconds(video)
+    if seconds > settings.max_video_seconds:
+        raise UserError(f"{video}: the video is {seconds:.1f} s long, longer than this page takes "
+                        f"({settings.max_video_seconds:g} s); run infer.py for longer videos")
+    return seconds
+
+
+def forget_upload(upload: Path) -> None:
+    """Delete a refused upload from gradio's upload folder (never the bundled example, which the page reuses)."""
+    import gradio as gr
+
+    folder = Path(gr.utils.get_upload_folder()).resolve()
+    path = upload.resolve()
+    if folder not in path.parents or not path.is_file():
+        return
+    if path.stat().st_size == EXAMPLE.stat().st_size and path.read_bytes() == EXAMPLE.read_bytes():
+        return
+    path.unlink(missing_ok=True)
+    if path.parent != folder and not any(path.parent.iterdir()):
+        path.parent.rmdir()
+
+
+def shown_line(error: BaseException, upload: Path | None) -> str:
+    """The one line the page shows: the CLI's, with the server's upload path replaced by the file's own name."""
+    line = user_error_line(error) or f"error: unexpected {type(error).__name__} (the server log has the details)"
+    return line.replace(str(upload), upload.name) if upload is not None else line
+
+
+def draw_picture(path: Path, video: Path, music, sample_rate: int, clip: str, title: str) -> None:
+    """Spectrogram of the music with the video's motion peaks and the music's onsets: the evaluation's per-clip
+    plot (``scoring.report.plot_clip``) on this one clip; ``music`` float32 [samples] at ``sample_rate``."""
+    from media.audio import resample
+    from scoring.av_align import ONSET_SAMPLE_RATE, audio_onsets, video_motion_peaks
+    from scoring.report import plot_clip
+
+    wav = resample(music, sample_rate, ONSET_SAMPLE_RATE)
+    motion = video_motion_peaks(video, max_seconds=len(music) / sample_rate, flow_width=PICTURE_FLOW_WIDTH)
+    plot_clip(path, clip, [(title, wav, audio_onsets(wav))], motion, ONSET_SAMPLE_RATE)
+
+
+def safe_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).stem)[:80] or "video"
+
+
+class Soundtracks:
+    """The page's one job: a request in, three files out (video with music, WAV, picture) in a fresh folder."""
+
+    def __init__(self, model, settings: PageSettings, results: Path):
+        self.model, self.settings, self.results = model, settings, results
+
+    def generate(self, video: str | None, seed: float, guidance_scale: float, max_seconds: float,
+                 window_seconds: float, overlap_seconds: float, progress=None):
+        """Yields (mp4 path, wav path, None, summary) as soon as the music is in the video, then the same with the
+        picture's path: the page shows the video while the picture is drawn. A bad request raises
+        ``gr.Error("error: ...")`` with the CLI's line and leaves no file behind."""
+        import gradio as gr
+
+        if video is None:
+            raise gr.Error("error: no video: upload one or click the example first", duration=None,
+                           print_exception=False)
+        upload = Path(video)
+        self.results.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="request-", dir=self.results))
+        started, seconds, stem = time.perf_counter(), None, safe_stem(upload.name)
+        try:
+            seconds = check_upload(upload, self.settings)
+            if progress is not None:
+                progress(0.0, desc="generating")
+            result = make_soundtrack(self.model, upload, folder / f"{stem}_with_music.mp4", seed=int(seed),
+                                     guidance_scale=guidance_scale, max_seconds=max_seconds,
+                                     window_seconds=window_seconds, overlap_seconds=overlap_seconds,
+                                     wav_out=folder / f"{stem}_music.wav", progress=True)
+        except Exception as error:  # noqa: BLE001 - every failure becomes one line on the page, nothing is kept
+            shutil.rmtree(folder, ignore_errors=True)
+            if seconds is None or type(error).__name__ == "VideoError":  # the file itself is refused
+                forget_upload(upload)
+            if user_error_line(error) is None:
+                log.exception("generation failed")
+            # the toast renders HTML: escape it (quotes stay as they are, so API clients read the CLI's line)
+            raise gr.Error(html.escape(shown_line(error, upload), quote=False), duration=None,
+                           print_exception=False) from None
+        covered = "" if result.seconds >= seconds - 1e-3 else f" (the first {result.seconds:.1f} s of {seconds:.1f} s)"
+        summary = (f"{result.seconds:.1f} s of music{covered}, seed {int(seed)}, made in "
+                   f"{time.perf_counter() - started:.1f} s")
+        yield str(result.video), str(result.wav), None, summary + "; drawing the picture..."
+        picture = folder / f"{stem}_music.png"
+        try:
+            draw_picture(picture, result.video, result.music, result.sample_rate, upload.name,
+                         f"its music, seed {int(seed)}")
+        except Exception as error:  # noqa: BLE001 - the music is delivered already; say why the picture is not
+            log.exception("picture failed")
+            yield str(result.video), str(result.wav), None, f"{summary}; no picture ({type(error).__name__})"
+            return
+        yield str(result.video), str(result.wav), str(picture), summary
+
+    def prune(self) -> None:
+        """Remove request folders whose files the cache schedule has deleted."""
+        for folder in self.results.glob("request-*"):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def limits_text(settings: PageSettings, model) -> str:
+    waiting = ("one generation at a time" if settings.concurrency == 1
+               else f"{settings.concurrency} generations at a time")
+    return (f"Videos up to **{settings.max_video_seconds:g} s** and **{settings.max_upload_mb:g} MB** "
+            f"(mp4, mov, webm, mkv...). {waiting.capitalize()}; others wait in a queue of at most "
+            f"{settings.queue_size} (the page shows your place). Music: {model.sample_rate // 1000} kHz mono, "
+            f"windows of up to {MAX_WINDOW_SECONDS:g} s. Results are deleted after {settings.keep_minutes:g} min.")
+
+
+def build_app(model, settings: PageSettings = PageSettings()):
+    """The page as a ``gr.Blocks`` (queue configured; not launched). Call with ``GRADIO_TEMP_DIR`` already set:
+    gradio copies the example into that folder here."""
+    import gradio as gr
+
+    jobs = Soundtracks(model, settings, Path(gr.utils.get_upload_folder()) / "soundtracks")
+    warm_up()
+
+    def generate(video, seed, guidance_scale, max_seconds, window_seconds, overlap_seconds,
+                 progress=gr.Progress(track_tqdm=True)):  # gradio finds the progress bar by this default
+        jobs.prune()
+        yield from jobs.generate(video, seed, guidance_scale, max_seconds, window_seconds, overlap_seconds, progress)
+
+    keep = round(settings.keep_minutes * 60)
+    with gr.Blocks(title="Video to music", analytics_enabled=False, delete_cache=(min(keep, 300), keep)) as demo:
+        gr.Markdown("# Video to music\nUpload a video, get it back with music that follows its mood and motion.\n\n"
+                    + limits_text(settings, model))
+        with gr.Row():
+            with gr.Column():
+                video_in = gr.Video(label="your video", sources=["upload"], elem_id="video-in")
+                gr.Examples([[str(EXAMPLE)]], inputs=[video_in], label="or take the example (10 s)")
+                with gr.Accordion("settings", open=False):
+                    seed = gr.Number(0, label="seed (same seed, same music)", precision=0, minimum=0)
+                    guidance = gr.Slider(1.0, 10.0, value=float(model.config.guidance.scale), step=0.5,
+                                         label="guidance scale (how closely the music follows the video)")
+                    cap = gr.Slider(1.0, settings.max_video_seconds, value=settings.max_video_seconds, step=0.5,
+                                    label="length cap: music covers at most this many seconds")
+                    window = gr.Slider(2.0, MAX_WINDOW_SECONDS, value=MAX_WINDOW_SECONDS, step=1.0,
+                                       label="window seconds (generated one window at a time)")
+                    overlap = gr.Slider(0.0, 10.0, value=5.0, step=0.5,
+                                        label="overlap seconds (each window continues the previous one's music)")
+                button = gr.Button("Make music", variant="primary", elem_id="generate")
+            with gr.Column():
+                video_out = gr.Video(label="your video with its new music", elem_id="video-out", interactive=False)
+                summary = gr.Markdown(elem_id="summary")
+                wav_out = gr.File(label="the music alone (WAV)", elem_id="wav-out", interactive=False)
+        picture = gr.Image(label="the music's spectrogram with the video's motion peaks and the music's onsets",
+                           show_label=False, type="filepath", elem_id="picture", interactive=False,
+                           buttons=["download"])
+        button.click(generate, [video_in, seed, guidance, cap, window, overlap], [video_out, wav_out, picture, summary],
+                     api_name="generate")
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
+    return demo
+
+
+def launch(demo, host: str, port: int, settings: PageSettings, block: bool):
+    """Start serving ``demo``; a port already taken is a one-line error."""
+    try:
+        return demo.launch(server_name=host, server_port=port, max_file_size=f"{settings.max_upload_mb:g}mb",
+                           prevent_thread_lock=not block, quiet=not block, show_error=True, footer_links=["api"])
+    except OSError as error:
+        raise UserError(f"cannot listen on {host}:{port}: {' '.join(str(error).split())}") from None
+
+
+def warm_up() -> None:
+    """Pay the picture's one-off costs (librosa's numba compilation, matplotlib's start) once, not in a request."""
+    import io
+
+    import matplotlib
+    import numpy as np
+
+    from scoring.av_align import audio_onsets
+
+    audio_onsets(np.random.default_rng(0).standard_normal(22050).astype(np.float32))
+    matplotlib.use("Agg")  # files only, as scoring.report draws
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.imshow(np.zeros((4, 4)))
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+
+
+def serve(args: argparse.Namespace) -> None:
+    settings = settings_from_args(args)
+    quiet_libraries()
+    model = load_model(args).eval()
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: listening on {args.host}: the page is reachable from other machines", file=sys.stderr)
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    with tempfile.TemporaryDirectory(prefix="video-to-music-app-") as cache:
+        os.environ["GRADIO_TEMP_DIR"] = cache  # uploads and results of this run only; removed when it stops
+        try:
+            demo = build_app(model, settings)
+            print(f"serving on http://{args.host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
+            launch(demo, args.host, args.port, settings, block=True)
+        finally:
+            os.environ.pop("GRADIO_TEMP_DIR") if before is None else os.environ.update(GRADIO_TEMP_DIR=before)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    run_cli(lambda: serve(args), debug=args.debug)
+
+
+if __name__ == "__main__":
+    main()
