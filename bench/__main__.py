@@ -123,8 +123,10 @@ def headline(results: dict) -> dict:
     return {"conditioning_overhead": pick("generation", "conditioning_overhead"),
             "features_vs_decode": pick("features", "features_vs_decode"),
             "generate_speedup": pick("generation", "generate_speedup"),
+            "generate_speedup_cpu_auto": pick("generation", "generate_speedup_cpu_auto"),
             "generate_speedup_by_path": pick("generation", "speedup_by_path"),
             "cached_step_speedup": pick("training", "cached_step_speedup"),
+            "cached_step_overhead": pick("training", "cached_step_overhead"),
             "trainable_share": results["trainable"]["trainable_share"]}
 
 

@@ -4,21 +4,23 @@
 (10 fps, 128 px wide, downscaled by libswscale while converting) + DIS flow features + the CLIP image tower.
 Decoding alone = demuxing and decoding every frame with the same threading, converting none.
 
-The CLIP tower in bfloat16 is measured as an experiment (not wired into the model: ``model/semantic.py`` and the
-config belong to another change): speed, and the cosine of its embeddings with fp32's.
+Extraction is timed at fp32 and at the CPU's ``--precision auto`` (``common.device.placement_for``: the CLIP tower
+in bfloat16, AMX / AVX-512-BF16 on recent CPUs), both with batched frames and decoding overlapped with CLIP
+(``model/extract.py``); the cosine of the bf16 embeddings with fp32's says what the speed costs.
 """
 from __future__ import annotations
 
 import copy
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import cv2
 import numpy as np
 import torch
 from torch import nn
+
+from common.device import move_module, placement_for
 
 from bench.measure import interleaved, median
 from media.video import sample_frames
@@ -77,28 +79,18 @@ def decode_all(path: Path) -> int:
         return sum(1 for _ in container.decode(stream))
 
 
-class _CastInput(nn.Module):
-    """A copy of ``module`` in ``dtype`` that casts its input to match (keeps ``output_dim``)."""
-
-    def __init__(self, module: nn.Module, dtype: torch.dtype):
-        super().__init__()
-        self.module, self.dtype, self.output_dim = copy.deepcopy(module).to(dtype), dtype, module.output_dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x.to(self.dtype))
-
-
-def bfloat16_tower(encoder: SemanticEncoder) -> SemanticEncoder:
-    """A ``SemanticEncoder`` over a bfloat16 copy of ``encoder``'s image tower (AMX / AVX-512-BF16 on recent CPUs)."""
-    tower = SimpleNamespace(visual=_CastInput(encoder.visual, torch.bfloat16))
-    return SemanticEncoder(tower, encoder.image_size, tuple(encoder.mean.flatten().tolist()),
-                           tuple(encoder.std.flatten().tolist()), encoder.batch_size)
+def auto_encoder(encoder: SemanticEncoder, device: str = "cpu") -> SemanticEncoder:
+    """A copy of ``encoder`` placed as ``--precision auto`` places it on ``device`` (bf16 tower on a CPU)."""
+    placement = placement_for(device, "auto")
+    encoder = copy.deepcopy(encoder)
+    move_module(encoder, placement.device, placement.semantic)
+    return encoder
 
 
 def compare_features(model, path: Path, repeats: int) -> dict:
-    """Median seconds of decoding alone and of extraction (fp32 CLIP, and bf16 CLIP as an experiment)."""
+    """Median seconds of decoding alone and of extraction with fp32 CLIP and at the CPU's ``auto`` precision."""
     semantic, motion = model.config.semantic, model.config.motion
-    encoder, fast_encoder = model.semantic_encoder, bfloat16_tower(model.semantic_encoder)
+    encoder, fast_encoder = model.semantic_encoder, auto_encoder(model.semantic_encoder)
     def sample():
         return sample_frames(path, semantic.clip_fps, encoder.image_size, motion.flow_fps, motion.width)
 
@@ -107,17 +99,18 @@ def compare_features(model, path: Path, repeats: int) -> dict:
         "decode": lambda: decode_all(path),
         "sample_frames": sample,
         "extract": lambda: extract_features(path, encoder, semantic, motion),
-        "extract_bf16_clip": lambda: extract_features(path, fast_encoder, semantic, motion),
+        "extract_auto": lambda: extract_features(path, fast_encoder, semantic, motion),
         "clip": lambda: encoder(frames.clip_frames),
-        "clip_bf16": lambda: fast_encoder(frames.clip_frames),
+        "clip_auto": lambda: fast_encoder(frames.clip_frames),
         "flow": lambda: motion_features(frames.flow_frames, frames.flow_times, motion),
     }, repeats)
     medians = {name: median(values) for name, values in times.items()}
-    cosine = nn.functional.cosine_similarity(results["clip"], results["clip_bf16"], dim=-1)
+    cosine = nn.functional.cosine_similarity(results["clip"], results["clip_auto"], dim=-1)
     return {"video": str(path), "frames_decoded": results["decode"], "clip_frames": len(frames.clip_frames),
             "flow_frames": len(frames.flow_frames), "times_s": times,
-            "median_s": medians, "features_vs_decode": medians["extract"] / medians["decode"],
-            "features_vs_decode_bf16_clip": medians["extract_bf16_clip"] / medians["decode"],
-            "clip_bf16_cosine_min": cosine.min().item(),
+            "median_s": medians, "auto_semantic_dtype": str(fast_encoder.tower_dtype).replace("torch.", ""),
+            "features_vs_decode": medians["extract_auto"] / medians["decode"],
+            "features_vs_decode_fp32": medians["extract"] / medians["decode"],
+            "clip_auto_cosine_min": cosine.min().item(),
             "clip_ms_per_frame": 1000 * medians["clip"] / max(1, len(frames.clip_frames)),
-            "clip_bf16_ms_per_frame": 1000 * medians["clip_bf16"] / max(1, len(frames.clip_frames))}
+            "clip_auto_ms_per_frame": 1000 * medians["clip_auto"] / max(1, len(frames.clip_frames))}

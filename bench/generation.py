@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from bench.measure import interleaved, median, peak_rss_during, taking_turns, timed
+from common.device import placement_for
 from model.decoder import base_model
 from model.delay import delay_positions
 from model.fast_decoder import FastDecoder, layer_projections
@@ -94,6 +95,15 @@ def fidelity(reference: torch.Tensor, other: torch.Tensor, scale: float, real: t
     agree = (a.argmax(-1) == b.argmax(-1))[keep].float()
     return {"argmax_agreement": agree.mean().item(), "logit_cosine_mean": cosine.mean().item(),
             "logit_cosine_min": cosine.min().item()}
+
+
+def _cpu_auto(medians: dict) -> dict:
+    """``generate_speedup_cpu_auto``: stock fp32 against our loop at the CPU's ``--precision auto`` (None when
+    that sampling path was not among the timed precisions)."""
+    sampling = placement_for("cpu", "auto").sampling  # "int8" (common.device: measured to hold its quality)
+    path = "ours" if sampling == "float32" else f"ours_{sampling}"
+    return {"cpu_auto_sampling": sampling,
+            "generate_speedup_cpu_auto": medians["stock"] / medians[path] if path in medians else None}
 
 
 def _agreement(codes: torch.Tensor, reference: torch.Tensor) -> dict:
@@ -179,6 +189,7 @@ def _summary(request: Request, times: dict, results: dict, rounded: dict, record
         "conditioning_overhead": (request.fusion_s + medians["ours"]) / medians["plain"],
         "generate_speedup": medians["stock"] / medians["ours"],
         "speedup_by_path": {name: medians["stock"] / t for name, t in medians.items() if name.startswith("ours")},
+        **_cpu_auto(medians),
         "stock_vs_ours": _agreement(results["stock"], results["ours"]),
         "precisions": {p: {"build_s": build_s, **_agreement(results[f"ours_{p}"], results["ours"]),
                            **_forced_fidelity(stepper, recorder, request)}

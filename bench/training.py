@@ -5,6 +5,10 @@ A step is what ``train.py`` does per micro-batch at batch size 1: forward under 
 (bf16 autocast for small/medium), backward (gradient checkpointing as configured), AdamW step. "On the fly" adds
 what a step must do without the cache: ``extract_features`` on the clip's video (decode + flow + CLIP) and the
 codec's ``encode`` of its music.
+
+``cached_step_overhead`` asks whether the data path costs anything: ``train.py``'s step as the loop runs it (a
+``DataLoader`` over ``StepBatches``: crops, collate, beat weights; fusion, condition dropout, the loss) against
+the decoder's own forward + backward + AdamW step on the same batch with the fused condition precomputed.
 """
 from __future__ import annotations
 
@@ -22,7 +26,10 @@ from bench.generation import clip_features
 from bench.measure import interleaved, median
 from model.config import load_config
 from model.sizes import MUSICGEN_CODEC, with_random_weights
+from model.delay import training_pair
+from training.batches import Example, StepBatches, loader
 from training.loss import codebook_cross_entropy
+from training.video_music import clip_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,12 +72,73 @@ def compare_training(model, video: Path, seconds: float, repeats: int) -> dict:
     training_step(model, optimizer, features, codes, precision)  # warm-up: optimizer state, first allocations
     times, _ = interleaved({"cached": lambda: training_step(model, optimizer, features, codes, precision),
                             "on_the_fly": on_the_fly}, repeats)
+    path_times = compare_data_path(model, optimizer, features, codes, precision, repeats)
     model.load_trainable_state(saved)  # leave the model as it was built
     model.eval()
+    times.update(path_times)
     medians = {name: median(values) for name, values in times.items()}
     return {"seconds": seconds, "batch_size": 1, "mixed_precision": precision,
             "gradient_checkpointing": model.config.decoder.gradient_checkpointing, "times_s": times,
-            "median_s": medians, "cached_step_speedup": medians["on_the_fly"] / medians["cached"]}
+            "median_s": medians, "cached_step_speedup": medians["on_the_fly"] / medians["cached"],
+            "cached_step_overhead": medians["full_step"] / medians["decoder_only"]}
+
+
+class InMemorySource:
+    """The cached clips as ``training.batches.ClipSource`` serves them once read (its ``memory``), without a
+    dataset on disk: ``StepBatches`` needs ``example(i)``, ``len`` and ``frame_rate`` only."""
+
+    def __init__(self, examples: list[Example], frame_rate: int):
+        self.examples, self.frame_rate = examples, frame_rate
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def example(self, index: int) -> Example:
+        return self.examples[index]
+
+
+def compare_data_path(model, optimizer, features, codes: torch.Tensor, mixed_precision: str, repeats: int) -> dict:
+    """Seconds of the full cached training step vs the decoder's own step on the same batch (lists per repeat)."""
+    train, frames = model.config.train, codes.shape[-1]
+    weights = torch.ones(frames) if train.beat_alpha is not None else None
+    source = InMemorySource([Example(features, codes[0], torch.tensor([1.0]), weights)], model.frame_rate)
+    seconds = frames / model.frame_rate
+    steps = StepBatches(source, 1, seconds, model.collate, train.seed, 0, 10 ** 6)
+    batches = iter(loader(steps, num_workers=0))  # the loader's own work runs in this process: the worst case
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if mixed_precision == "bf16"
+                else contextlib.nullcontext())
+    dropout = model.config.guidance.condition_dropout
+
+    def full_step():
+        batch = next(batches).to(model.device)
+        with autocast:
+            loss = clip_loss(model, batch, dropout, model.num_codebooks)
+        return _finish_step(model, optimizer, loss)
+
+    batch = next(batches).to(model.device)
+    with torch.no_grad():
+        hidden, mask = model.full_condition(batch.features, frames + model.num_codebooks - 1)[:2]
+    inputs, labels = training_pair(batch.codes, model.start_token, model.start_token, batch.lengths)
+
+    def decoder_only():
+        with autocast:
+            out = model.decoder(input_ids=inputs.reshape(-1, inputs.shape[-1]), encoder_hidden_states=hidden,
+                                encoder_attention_mask=mask)
+            loss = codebook_cross_entropy(out.logits.reshape(*inputs.shape, -1), labels,
+                                          batch.step_weights(model.num_codebooks))
+        return _finish_step(model, optimizer, loss)
+
+    full_step(), decoder_only()  # warm-up
+    times, _ = interleaved({"full_step": full_step, "decoder_only": decoder_only}, repeats)
+    return times
+
+
+def _finish_step(model, optimizer, loss: torch.Tensor) -> float:
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
 
 
 def trainable_share(model) -> dict:

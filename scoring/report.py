@@ -226,11 +226,14 @@ def _figure_module():
     return plt
 
 
-def save_figure(fig, path: Path) -> None:
-    """Save ``fig`` as PNG to a temporary file beside ``path``, rename it over ``path``, close the figure."""
+def save_figure(fig, path: Path, dpi: int = 100) -> None:
+    """Save ``fig`` as PNG to a temporary file beside ``path``, rename it over ``path``, close the figure.
+
+    The one figure writer: a killed plot never leaves a half-written PNG where the old one was.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
+    fig.savefig(tmp, format="png", dpi=dpi)
     os.replace(tmp, path)
     _figure_module().close(fig)
 

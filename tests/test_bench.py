@@ -6,7 +6,8 @@ import math
 
 import torch
 
-KEYS = ("conditioning_overhead", "features_vs_decode", "generate_speedup", "cached_step_speedup", "trainable_share")
+KEYS = ("conditioning_overhead", "features_vs_decode", "generate_speedup", "generate_speedup_cpu_auto",
+        "cached_step_speedup", "cached_step_overhead", "trainable_share")
 TINY = ["--preset", "tiny", "--threads", "1", "--seconds", "0.3", "--repeats", "1", "--generation-repeats", "1",
         "--scaling-seconds", "0.2,0.3", "--train-seconds", "0.5", "--precisions", "int8,bfloat16", "--skip", "qlora"]
 

@@ -191,6 +191,8 @@ def test_local_evaluate_module_loads_offline():
               "m = evaluate.load('scoring/hub/fad')\n"
               "a = [np.eye(3, dtype=np.float32) * (i + 1) for i in range(3)]\n"
               "b = [x + 1 for x in a]\n"
+              "for name in ('chroma_cosine', 'beat_scores', 'av_align'):\n"
+              "    assert evaluate.load(f'scoring/hub/{name}').features is not None, name\n"
               "print(json.dumps([m.compute(predictions=a, references=a)['fad'],\n"
               "                  m.compute(predictions=a, references=b)['fad']]))\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import run_cli
 from common.errors import UserError  # noqa: E402
+from scoring.report import save_figure  # noqa: E402
 
 
 def read_metrics(run: Path) -> list[dict]:
@@ -59,10 +60,7 @@ def plot(runs: list[Path], out: Path) -> None:
     for ax, title in zip(axes, titles):
         ax.set_title(title), ax.set_xlabel("step"), ax.legend(fontsize=8), ax.grid(alpha=0.3)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=90)
-    tmp.replace(out)
+    save_figure(fig, out, dpi=90)
     print(f"wrote {out}")
 
 

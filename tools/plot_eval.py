@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import run_cli
 from common.errors import UserError  # noqa: E402
+from scoring.report import save_figure  # noqa: E402
 
 PANELS = (("bhs", "beat hit (BHS)"), ("lift", "event-hit lift"))
 SYSTEM_ORDER = ("ours", "no_motion", "unconditional")
@@ -92,11 +93,7 @@ def plot(panels: dict[str, dict[str, dict]], out: Path, title: str) -> None:
             bottom.axis("off")
     figure.suptitle(title)
     figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    temporary.replace(out)
+    save_figure(figure, out, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pretty_midi
-import soundfile as sf
 
 from data.schema import MUSIC_SAMPLE_RATE
+from media.audio import read_audio
 from data.synthetic.spec import (BEATS_PER_BAR, DEFAULT_SOUNDFONT, PEAK, PROGRESSIONS, RENDERERS, SCALES, ClipSpec,
                                  SyntheticError)
 
@@ -84,10 +84,10 @@ def render_fluidsynth(midi: pretty_midi.PrettyMIDI, soundfont: str | Path, sr: i
         if result.returncode != 0 or not wav.is_file():
             reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"fluidsynth failed (exit {result.returncode}): {reason}")
-        audio, file_sr = sf.read(str(wav), dtype="float32", always_2d=True)
+        audio, file_sr = read_audio(wav)  # mono float32 [samples]
     if file_sr != sr:
         raise RuntimeError(f"fluidsynth wrote {file_sr} Hz, expected {sr} Hz")
-    return audio.mean(axis=1)
+    return audio
 
 
 SUSTAINED_PROGRAMS = frozenset({19, 42, 48, 89})  # organ, cello, strings, pad: slow attack, no decay

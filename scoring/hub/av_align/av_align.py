@@ -3,13 +3,15 @@
 A thin wrapper of ``scoring.av_align.av_align``; the repository root must be importable (run from it, or set
 PYTHONPATH). Imports are one per line: evaluate's dependency scan misreads ``import a, b``.
 """
-import datasets
 import evaluate
 import numpy as np
 
 from scoring.audio import as_audio
 from scoring.av_align import ONSET_SAMPLE_RATE
 from scoring.av_align import av_align
+from scoring.metric_info import audio_against
+from scoring.metric_info import metric_info
+from scoring.metric_info import VIDEO_PATH
 
 _DESCRIPTION = """IoU of music onsets (librosa) and video motion peaks (local maxima above 0.1 of the per-frame mean
 Farneback flow magnitude), an onset matching when a motion peak lies within one video frame. Needs no reference
@@ -31,12 +33,7 @@ _CITATION = """Yariv et al., Diverse and Aligned Audio-to-Video Generation via T
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class AVAlign(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-            features=[datasets.Features({"predictions": datasets.Value("string"),
-                                         "references": datasets.Value("string")}),
-                      datasets.Features({"predictions": datasets.Sequence(datasets.Value("float32")),
-                                         "references": datasets.Value("string")})])
+        return metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, audio_against(reference_path=VIDEO_PATH))
 
     def _compute(self, predictions, references, sample_rate=None, flow_width=None):
         values = [av_align(video, as_audio(music, ONSET_SAMPLE_RATE, sample_rate), ONSET_SAMPLE_RATE, flow_width)

@@ -4,7 +4,6 @@
 A thin wrapper of ``scoring.beats``; the repository root must be importable (run from it, or set PYTHONPATH).
 Imports are one per line: evaluate's dependency scan misreads ``import a, b``.
 """
-import datasets
 import evaluate
 import numpy as np
 
@@ -12,6 +11,8 @@ from scoring.audio import as_audio
 from scoring.beats import BEAT_SAMPLE_RATE
 from scoring.beats import beat_scores
 from scoring.beats import beat_times
+from scoring.metric_info import audio_against
+from scoring.metric_info import metric_info
 
 _DESCRIPTION = """MuVi's beat metrics from librosa beat tracking: BCS = generated beats / reference beats;
 BHS = reference beats matched one-to-one by a generated beat within `tolerance` seconds / reference beats."""
@@ -32,12 +33,7 @@ _CITATION = """Li et al., MuVi: Video-to-Music Generation with Semantic Alignmen
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class BeatScores(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-            features=[datasets.Features({"predictions": datasets.Value("string"),
-                                         "references": datasets.Value("string")}),
-                      datasets.Features({"predictions": datasets.Sequence(datasets.Value("float32")),
-                                         "references": datasets.Sequence(datasets.Value("float32"))})])
+        return metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, audio_against())
 
     def _compute(self, predictions, references, sample_rate=None, tolerance=0.1):
         per_clip = [beat_scores(beat_times(as_audio(p, BEAT_SAMPLE_RATE, sample_rate)),

@@ -3,13 +3,14 @@
 A thin wrapper of ``scoring.chroma.chroma_cosine``; the repository root must be importable (run from it, or set
 PYTHONPATH). Imports are one per line: evaluate's dependency scan misreads ``import a, b``.
 """
-import datasets
 import evaluate
 import numpy as np
 
 from scoring.audio import as_audio
 from scoring.chroma import CHROMA_SAMPLE_RATE
 from scoring.chroma import chroma_cosine
+from scoring.metric_info import audio_against
+from scoring.metric_info import metric_info
 
 _DESCRIPTION = """Frame-wise cosine similarity of 12-bin chromagrams of generated and reference music, averaged over
 frames (audiocraft's ChromaCosineSimilarityMetric); 1 = same pitch classes at every moment."""
@@ -30,12 +31,7 @@ _CITATION = """Copet et al., Simple and Controllable Music Generation (MusicGen)
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class ChromaCosine(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-            features=[datasets.Features({"predictions": datasets.Value("string"),
-                                         "references": datasets.Value("string")}),
-                      datasets.Features({"predictions": datasets.Sequence(datasets.Value("float32")),
-                                         "references": datasets.Sequence(datasets.Value("float32"))})])
+        return metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, audio_against())
 
     def _compute(self, predictions, references, sample_rate=None, argmax=False):
         values = [chroma_cosine(as_audio(p, CHROMA_SAMPLE_RATE, sample_rate),

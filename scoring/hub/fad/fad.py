@@ -9,6 +9,7 @@ import evaluate
 import numpy as np
 
 from scoring.fad import fad_from_clips
+from scoring.metric_info import metric_info
 
 _DESCRIPTION = """Fréchet distance between Gaussian fits of the generated and the reference embedding frames (all
 frames of all clips pooled). The number depends on the embedder: always report which one produced it."""
@@ -31,9 +32,8 @@ Algorithms, Interspeech 2019."""
 class FAD(evaluate.Metric):
     def _info(self):
         frames = datasets.Sequence(datasets.Sequence(datasets.Value("float32")))
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": frames, "references": frames}))
+        return metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION,
+                           datasets.Features({"predictions": frames, "references": frames}))
 
     def _compute(self, predictions, references):
         generated = [np.asarray(clip, dtype=np.float64) for clip in predictions]  # each [T, D]
