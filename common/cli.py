@@ -40,7 +40,8 @@ def add_device_arguments(parser: argparse.ArgumentParser, training: bool = False
     parser.add_argument("--device", default="auto",
                         help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps")
     auto = ("fp32 on a CPU, bf16 on a GPU that supports it (else fp16)" if training else
-            "int8 decoding and bf16 CLIP on a CPU, bf16 on a GPU that supports it (else fp16)")
+            "int8 decoding on a CPU (CLIP in bf16 where the CPU has bf16 instructions), bf16 on a GPU "
+            "that supports it (else fp16)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
                         help=f"storage of CLIP and the decoder (the codec stays fp32); auto: {auto}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -74,15 +75,35 @@ def _native_rate(path: Path) -> int:
         raise AudioError("unreadable", _short(error)) from None
 
 
+@dataclass
+class DecodedAudio:
+    """What ``decode_audio_counted`` returns: the samples, and what was lost on the way."""
+
+    audio: np.ndarray  # float32 [C, S]
+    bad_packets: int = 0  # packets the decoder refused; their span is filled with silence
+    lost_seconds: float = 0.0  # the duration those packets stood for
+
+
 def decode_audio(path: str | Path, sample_rate: int, channels: int = 1, start: float = 0.0,
                  seconds: float | None = None) -> np.ndarray:
     """Decode ``[start, start + seconds)`` of the first audio track -> float32 [channels, S] at ``sample_rate``.
 
     The result is shorter than asked only when the track ends early; callers decide whether that is acceptable.
-    Raises ``AudioError`` (reason ``no_audio``, ``unreadable`` or ``truncated``) for a missing or undecodable track.
+    Raises ``AudioError`` (reason ``no_audio``, ``unreadable`` or ``truncated``) for a missing or undecodable track,
+    or on the first packet the decoder refuses (``decode_audio_counted`` tolerates a few).
+    """
+    return decode_audio_counted(path, sample_rate, channels, start, seconds).audio
+
+
+def decode_audio_counted(path: str | Path, sample_rate: int, channels: int = 1, start: float = 0.0,
+                         seconds: float | None = None, max_bad_packets: int = 0) -> DecodedAudio:
+    """``decode_audio`` that survives up to ``max_bad_packets`` packets the decoder refuses (a damaged frame in an
+    otherwise good track, as FFmpeg itself skips): counted, and the gap is filled with silence up to the time of the
+    next decoded frame, so later audio keeps its time. One more bad packet, or a container that cannot be read on, raises
+    ``AudioError("truncated")``.
     """
     resampler = av.AudioResampler(format="fltp", layout=LAYOUTS[channels], rate=sample_rate)
-    chunks, first_time, decoded = [], None, 0
+    chunks, first_time, decoded, bad, lost = [], None, 0, 0, 0.0
     wanted = math.inf if seconds is None else round(seconds * sample_rate)
     try:
         container = av.open(str(path))
@@ -92,24 +113,39 @@ def decode_audio(path: str | Path, sample_rate: int, channels: int = 1, start: f
         if not container.streams.audio:
             raise AudioError("no_audio", f"{path}: has no audio stream")
         stream = container.streams.audio[0]
-        if start > 0:
-            container.seek(int(start * av.time_base), backward=True)  # container-level seek, in AV_TIME_BASE units
+        origin = container.start_time / av.time_base if container.start_time is not None else 0.0
+        if start > 0:  # container-level seek, in AV_TIME_BASE units, on the file's timeline (which starts at origin)
+            container.seek(int((start + origin) * av.time_base), backward=True)
         try:
-            for frame in container.decode(stream):
-                if first_time is None:
-                    first_time = frame.time if frame.time is not None else 0.0
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray())
-                    decoded += chunks[-1].shape[1]
-                if decoded >= round((start - first_time) * sample_rate) + wanted:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as error:
+                    if packet.pts is None or bad >= max_bad_packets:
+                        raise AudioError("truncated", f"{path}: audio is corrupt or truncated ({_short(error)}"
+                                         + (f"; {bad} bad packets skipped before" if bad else "") + ")") from None
+                    bad, lost = bad + 1, lost + float((packet.duration or 0) * packet.time_base)
+                    continue
+                for frame in frames:
+                    if first_time is None:
+                        first_time = frame.time - origin if frame.time is not None else 0.0
+                    elif bad and frame.time is not None:  # after a refused packet: silence up to this frame's time
+                        gap = round((frame.time - origin - first_time) * sample_rate) - decoded
+                        if gap > sample_rate // 200:  # more than 5 ms (the resampler's own delay is far less)
+                            chunks.append(np.zeros((channels, gap), np.float32))
+                            decoded += gap
+                    for out in resampler.resample(frame):
+                        chunks.append(out.to_ndarray())
+                        decoded += chunks[-1].shape[1]
+                if first_time is not None and decoded >= round((start - first_time) * sample_rate) + wanted:
                     break
             chunks.extend(out.to_ndarray() for out in resampler.resample(None))  # flush the resampler
-        except av.error.FFmpegError as error:
+        except av.error.FFmpegError as error:  # the container itself cannot be read on
             raise AudioError("truncated", f"{path}: audio is corrupt or truncated ({_short(error)})") from None
     audio = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
     skip = max(0, round((start - (first_time or 0.0)) * sample_rate))  # decoding starts at a packet before `start`
     end = None if seconds is None else skip + wanted
-    return np.ascontiguousarray(audio[:, skip:end], dtype=np.float32)
+    return DecodedAudio(np.ascontiguousarray(audio[:, skip:end], dtype=np.float32), bad, lost)
 
 
 def audio_track_seconds(path: str | Path) -> float | None:

@@ -84,6 +84,12 @@ def probe_video(path: str | Path) -> VideoInfo:
                          bool(container.streams.audio))
 
 
+def presentation_origin(container: av.container.InputContainer) -> float:
+    """Seconds at which the file's timeline starts (``start_time``): MPEG-PS/TS files and cut files often start
+    at 0.5 s or later. Every time this package hands out is relative to it, as ffprobe's durations are."""
+    return container.start_time / av.time_base if container.start_time is not None else 0.0
+
+
 def scan_duration(path: str | Path) -> float:
     """Seconds up to the end of the last video packet, read from packet times without decoding (for files whose
     headers carry no duration); 0 when no packet has a time."""
@@ -180,16 +186,17 @@ def iter_samples(path: str | Path, clip_fps: float, clip_size: int, flow_fps: fl
             raise VideoError(f"{path}: has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        size, turns = None, 0
+        size, turns, origin = None, 0, presentation_origin(container)
         if start > 0:
-            container.seek(int(start / stream.time_base), stream=stream, backward=True)
+            container.seek(int((start + origin) / stream.time_base), stream=stream, backward=True)
         try:
             for frame in container.decode(stream):
-                if frame.time is None or frame.time < start - 1e-6:
+                time = None if frame.time is None else frame.time - origin  # seconds on the file's timeline
+                if time is None or time < start - 1e-6:
                     continue
-                if frame.time >= end:
+                if time >= end:
                     break
-                take_clip, take_flow = clip_grid.wants(frame.time), flow_grid.wants(frame.time)
+                take_clip, take_flow = clip_grid.wants(time), flow_grid.wants(time)
                 if not (take_clip or take_flow):
                     continue
                 if size is None:  # rotation and size are known from the first frame
@@ -197,9 +204,9 @@ def iter_samples(path: str | Path, clip_fps: float, clip_size: int, flow_fps: fl
                     size = _conversion_size(frame.width, frame.height, clip_size, flow_width, turns)
                 rgb = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]), turns))
                 if take_clip:
-                    yield "clip", frame.time - start, _clip_crop(rgb, clip_size)
+                    yield "clip", time - start, _clip_crop(rgb, clip_size)
                 if take_flow:
-                    last_flow = frame.time - start
+                    last_flow = time - start
                     yield "flow", last_flow, _flow_grey(rgb, flow_width)
         except av.error.FFmpegError as error:
             where = f" after {last_flow + start:.1f} s" if last_flow is not None else ""

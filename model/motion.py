@@ -27,14 +27,33 @@ MOVING = 0.002  # frame widths per nominal interval (0.26 px at 128 px wide): be
 DIS_PRESET_IDS = {name: getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{name.upper()}") for name in DIS_PRESETS}
 
 
+# DIS kills the process (SIGSEGV) or raises on frames with a side under 32 px: measured with OpenCV 5.0 on every
+# preset, e.g. 8..31 x 128 crashes while every size from 32 x 32 to 32 x 2000 (either way round) works.
+DIS_MIN_SIDE = 32
+
+
 def create_flow(algorithm: str, dis_preset: str = "ultrafast"):
-    """A callable (prev, next) grey uint8 [h, w] -> flow float32 [h, w, 2] in pixels."""
+    """A callable (prev, next) grey uint8 [h, w] -> flow float32 [h, w, 2] in pixels, for frames of any size."""
     if algorithm == "dis":
         dis = cv2.DISOpticalFlow_create(DIS_PRESET_IDS[dis_preset])
-        return lambda prev, nxt: dis.calc(prev, nxt, None)
+        return lambda prev, nxt: _padded(dis.calc, prev, nxt, DIS_MIN_SIDE)
     if algorithm == "farneback":
         return lambda prev, nxt: cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, 15, 3, 5, 1.2, 0)
     raise ValueError(f"unknown optical flow algorithm {algorithm!r} (use 'dis' or 'farneback')")
+
+
+def _padded(calc, prev: np.ndarray, nxt: np.ndarray, min_side: int) -> np.ndarray:
+    """``calc(prev, nxt, None)`` on frames grown to ``min_side`` by repeating their edge pixels; the flow of the
+    added pixels is cut off again, so a frame too small for the native code keeps its own size and content."""
+    if prev.shape != nxt.shape:
+        raise ValueError(f"flow frames differ in size: {prev.shape} and {nxt.shape}")
+    h, w = prev.shape
+    if h >= min_side and w >= min_side:
+        return calc(prev, nxt, None)
+    pad = ((0, max(0, min_side - h)), (0, max(0, min_side - w)))
+    flow = calc(np.ascontiguousarray(np.pad(prev, pad, mode="edge")),
+                np.ascontiguousarray(np.pad(nxt, pad, mode="edge")), None)
+    return np.ascontiguousarray(flow[:h, :w])
 
 
 def _grid_means(magnitude: np.ndarray, grid: int) -> np.ndarray:

@@ -66,14 +66,23 @@ class SpectralCodec(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes long [B, K, T] -> wav float32 [B, 1, T * hop] (Griffin-Lim, deterministic start)."""
+        """codes long [B, K, T] -> wav float32 [B, 1, T * hop] (Griffin-Lim, deterministic start).
+
+        The inverse STFT pads by ``n_fft // 2`` on each side, so it needs more than that many samples: music shorter
+        than that (a clip of a frame or two) is made from its codes with the last frame held, then cut to length.
+        """
+        frames = codes.shape[-1]
+        if frames == 0:
+            return torch.zeros(codes.shape[0], 1, 0)
+        shortest = self.n_fft // (2 * self.hop) + 1  # frames whose samples exceed the iSTFT's padding
+        if frames < shortest:
+            codes = torch.cat([codes, codes[..., -1:].expand(*codes.shape[:2], shortest - frames)], dim=-1)
         magnitude = self.reconstruct_log_magnitude(codes.to(self.window.device).long()).exp().transpose(1, 2)  # [B, F, T]
         magnitude = torch.cat([magnitude, magnitude[..., -1:]], dim=-1)  # centred STFT of T * hop samples: T + 1 frames
-        length = codes.shape[-1] * self.hop
         wav = torchaudio.functional.griffinlim(magnitude, self.window, self.n_fft, self.hop, self.n_fft, power=1.0,
-                                               n_iter=self.griffin_lim_iters, momentum=0.99, length=length,
-                                               rand_init=False)
-        return wav[:, None].float()
+                                               n_iter=self.griffin_lim_iters, momentum=0.99,
+                                               length=codes.shape[-1] * self.hop, rand_init=False)
+        return wav[:, None, :frames * self.hop].float()
 
     def settings(self) -> dict:
         return {"type": "spectral", "sample_rate": self.sample_rate, "n_fft": self.n_fft, "hop": self.hop,

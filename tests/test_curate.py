@@ -347,3 +347,59 @@ def test_iso_structure_check(inputs, tmp_path):
     assert iso_structure_problem(inputs / "good0.mp4") is None
     assert "cut off" in iso_structure_problem(inputs / "truncated_index.mp4")
     assert iso_structure_problem(inputs / "notavideo.mp4") is None  # not ISO media: left to the decoder
+
+
+# ------------------------------------------------------------------------------- odd inputs (damaged, untrained)
+
+
+def _damage_audio_packet(path: Path, from_end: int = 60) -> Path:
+    """Flip the first bytes of one audio packet inside the first 2 s clip (FFmpeg refuses it, decodes the rest)."""
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.audio[0]) if p.size]
+    data = bytearray(path.read_bytes())
+    position, _ = packets[-from_end]
+    data[position:position + 4] = bytes(b ^ 0xFF for b in data[position:position + 4])
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _one_record(out: Path) -> dict:
+    (record,) = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    return record
+
+
+def test_a_few_bad_audio_packets_are_tolerated_counted_and_limited(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _damage_audio_packet(make_video(folder / "damaged.mp4", seed=3))
+    assert run(["--input", folder, "--out", tmp_path / "kept", *FAST]) == 0
+    (clip,) = _one_record(tmp_path / "kept")["clips"]
+    assert clip["stats"]["bad_audio_packets"] == 1 and 0 < clip["stats"]["lost_audio_seconds"] < 0.1
+    assert run(["--input", folder, "--out", tmp_path / "strict", *FAST, "--max-bad-packets", "0"]) == 0
+    (entry,) = read_rejected(tmp_path / "strict")
+    assert entry["reason"] == "truncated" and "--max-bad-packets 0" in entry["message"]
+
+
+def test_an_untrained_image_tower_judges_static_video_by_frame_differences(tmp_path):
+    """With a random tower every picture embeds alike (CLIP similarity near 1), so the weight-free measure
+    decides: a moving video passes at the default limits, a still one is rejected and the message says why."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_video(folder / "moving.mp4", seed=4)
+    make_video(folder / "still.mp4", seed=5, static=True)
+    argv = [a for a in FAST if a not in ("--max-frame-similarity", "0.99")]
+    assert run(["--input", folder, "--out", tmp_path / "out", *argv]) == 0
+    (entry,) = read_rejected(tmp_path / "out")
+    assert stem_of(entry) == "still" and entry["reason"] == "static_video" and "untrained" in entry["message"]
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "out" / "records").glob("moving*.json")]
+    assert record["clips"][0]["stats"]["frame_change"] > 0.01
+
+
+def test_curation_defaults_to_the_default_model_settings(tmp_path):
+    from data.curate.command import parse_args
+    from model.config import load_config
+
+    args = parse_args(["--input", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert args.semantic == load_config("demo").semantic and args.semantic.pretrained is None  # offline
+    assert parse_args(["--input", str(tmp_path), "--out", str(tmp_path / "o"), "--config", "small"]
+                      ).semantic.pretrained == "openai"

@@ -217,10 +217,14 @@ def test_feature_extraction_runs_the_encoders_on_the_device(spectral_config, vid
 @pytest.mark.parametrize("precision, semantic, decoder, sampling", [
     ("fp32", torch.float32, torch.float32, "float32"),
     ("bf16", torch.bfloat16, torch.float32, "bfloat16"),
-    ("int8", torch.bfloat16, torch.float32, "int8"),
+    ("int8", "bf16 where the CPU has it", torch.float32, "int8"),
 ])
 def test_every_precision_generates_on_the_cpu(precision, semantic, decoder, sampling):
+    from common.device import cpu_computes_bf16
     from model.v2m import VideoToMusic
+
+    if semantic == "bf16 where the CPU has it":
+        semantic = torch.bfloat16 if cpu_computes_bf16() else torch.float32
 
     model = VideoToMusic.from_config("tiny", placement=placement_for("cpu", precision)).eval()
     parts = model.parts()
@@ -230,6 +234,17 @@ def test_every_precision_generates_on_the_cpu(precision, semantic, decoder, samp
     assert model.placement.sampling == sampling
     wav = model.generate([features()], 0.3, seed=0)
     assert wav.shape == (1, round(0.3 * model.sample_rate)) and torch.isfinite(wav).all()
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_auto_on_a_cpu_keeps_clip_in_fp32_without_bf16_instructions(monkeypatch, has_bf16):
+    """Emulated bf16 made CLIP 8x slower on an AVX2 CPU: ``auto`` (int8) asks the CPU first."""
+    import common.device as device
+
+    monkeypatch.setattr(device, "cpu_computes_bf16", lambda: has_bf16)
+    placement = device.placement_for("cpu", "auto")
+    assert placement.precision == "int8" and placement.sampling == "int8"
+    assert placement.semantic == (torch.bfloat16 if has_bf16 else torch.float32)
 
 
 def test_the_bf16_setting_reaches_the_decoder_weights(spectral_config, on_meta):

@@ -41,12 +41,20 @@ def curate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, type=Path, help="folder of videos (searched recursively) or a .csv/.jsonl manifest")
     _common_args(parser)
     add_device_arguments(parser)
-    parser.add_argument("--config", default="small", help="preset name or YAML whose semantic encoder judges static video (default small)")
+    parser.add_argument("--config", default="demo",
+                        help="preset name or YAML whose semantic encoder judges static video (default demo: the "
+                             "default model's settings, offline; 'small' judges with CLIP ViT-B-32, downloaded once)")
     parser.add_argument("--clip-seconds", type=_positive_float, default=30.0, help="clip length (default 30)")
     parser.add_argument("--windows", action="store_true", help="cut consecutive windows instead of only the first clip")
     parser.add_argument("--max-windows", type=int, default=0, help="at most this many windows per video (0: no limit)")
     parser.add_argument("--max-frame-similarity", type=_positive_float, default=0.7,
                         help="reject clips whose mean pairwise CLIP frame similarity is above this (default 0.7, as VMAs)")
+    parser.add_argument("--min-frame-change", type=_positive_float, default=0.01,
+                        help="with an untrained image tower (demo, tiny): reject clips whose consecutive sampled "
+                             "frames differ by less than this mean fraction of full scale (default 0.01)")
+    parser.add_argument("--max-bad-packets", type=int, default=10,
+                        help="audio packets the decoder may refuse per clip before it is rejected as truncated "
+                             "(default 10; skipped packets become silence and are counted in the record)")
     parser.add_argument("--similarity-fps", type=_positive_float, default=1.0, help="frames per second compared for that test (default 1; at least 4 frames per clip)")
     parser.add_argument("--keep-vocals", action="store_true", help="skip vocal removal (Demucs)")
     parser.add_argument("--demucs-model", default="htdemucs", help="Demucs model for vocal removal (default htdemucs)")
@@ -89,6 +97,8 @@ def _check_curate_args(parser: argparse.ArgumentParser, args: argparse.Namespace
         (args.clip_seconds > 3600, f"--clip-seconds must be at most 3600, got {args.clip_seconds:g}"),
         (args.workers < 1, f"--workers must be >= 1, got {args.workers}"),
         (args.max_windows < 0, f"--max-windows must be >= 0, got {args.max_windows}"),
+        (args.max_bad_packets < 0, f"--max-bad-packets must be >= 0, got {args.max_bad_packets}"),
+        (args.min_frame_change >= 1, f"--min-frame-change must be in (0, 1), got {args.min_frame_change:g}"),
         (args.max_frame_similarity > 1, f"--max-frame-similarity must be in (0, 1], got {args.max_frame_similarity:g}"),
         (args.max_height < 0 or args.max_height % 2, f"--max-height must be 0 or an even number of pixels, got {args.max_height}"),
         (args.min_rms_db > 0, f"--min-rms-db is a level in dBFS and must be <= 0, got {args.min_rms_db:g}"),
@@ -114,8 +124,11 @@ def _run(args: argparse.Namespace) -> None:
         summary = merge(args.out, args.parts, args.splits, args.seed, args.overwrite)
     else:
         options = ClipOptions(args.semantic, args.clip_seconds, args.windows, args.max_windows,
-                              args.max_frame_similarity, args.similarity_fps, args.keep_vocals, args.demucs_model,
-                              args.min_rms_db, args.max_height, threads=max(1, (os.cpu_count() or 1) // args.workers),
+                              max_frame_similarity=args.max_frame_similarity, min_frame_change=args.min_frame_change,
+                              similarity_fps=args.similarity_fps, keep_vocals=args.keep_vocals,
+                              demucs_model=args.demucs_model, min_rms_db=args.min_rms_db, max_height=args.max_height,
+                              max_bad_packets=args.max_bad_packets,
+                              threads=max(1, (os.cpu_count() or 1) // args.workers),
                               device=args.device, precision=args.precision)
         summary = curate(args.input, args.out, options, args.splits, args.seed, args.workers, args.shard,
                          args.overwrite, args.allow_outside, progress=not args.no_progress)

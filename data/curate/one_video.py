@@ -7,7 +7,8 @@ Per video::
 
     probe (exists, not empty, not cut off, has video + audio, long enough)
       for each window [start, start + clip_seconds):
-        decode the audio mix -> near-silent? -> CLIP frame similarity -> static? -> Demucs -> near-silent?
+        decode the audio mix (a few bad packets tolerated) -> near-silent? -> visual change (CLIP frame
+        similarity, or frame differences when the image tower is untrained) -> static? -> Demucs -> near-silent?
         -> music/<id>.wav (32 kHz mono PCM16) and clips/<id>.mp4 (re-encoded cut, music as its audio track)
     record -> records/<video_id>.json
 """
@@ -25,7 +26,7 @@ from data.curate.probe import clip_windows, file_fingerprint, probe_source, vide
 from data.curate.records import commit_record, make_record, rejected_entry
 from data.schema import MUSIC_SAMPLE_RATE
 from data.sources import SourceVideo
-from media.audio import AudioError, audio_track_seconds, decode_audio, fit_length, resample, rms_dbfs
+from media.audio import AudioError, audio_track_seconds, decode_audio_counted, fit_length, resample, rms_dbfs
 from media.video import VideoError, sample_frames
 from model.config import SemanticConfig
 
@@ -122,13 +123,10 @@ def _curate_window(source: SourceVideo, clip_id: str, start: float, options: Cli
     seconds, remover = options.clip_seconds, _WORKER.get("vocals")
     # Stereo, averaged to mono later: libswresample's own downmix adds 3 dB to correlated channels, which clips.
     rate, channels = (remover.sample_rate, remover.channels) if remover else (MUSIC_SAMPLE_RATE, 2)
-    mix = load_window_audio(Path(source.path), start, seconds, rate, channels)
+    mix, damage = load_window_audio(Path(source.path), start, seconds, rate, channels, options.max_bad_packets)
     if rms_dbfs(mix) < options.min_rms_db:
         raise Rejection("silent_music", f"audio is {rms_dbfs(mix):.1f} dBFS RMS, below --min-rms-db {options.min_rms_db:g}")
-    similarity = frame_similarity(Path(source.path), start, seconds, options)
-    if similarity > options.max_frame_similarity:
-        raise Rejection("static_video", f"mean CLIP similarity of sampled frames is {similarity:.3f} "
-                                        f"(> --max-frame-similarity {options.max_frame_similarity:g})")
+    change = visual_change(Path(source.path), start, seconds, options)
     music = to_music(mix, rate, remover)
     level = rms_dbfs(music)
     if level < options.min_rms_db:
@@ -137,15 +135,23 @@ def _curate_window(source: SourceVideo, clip_id: str, start: float, options: Cli
     return {"id": clip_id, "video_id": source.id, "video_path": f"clips/{clip_id}.mp4",
             "music_path": f"music/{clip_id}.wav", "start": float(start), "duration": float(seconds),
             "title": source.title, "tags": list(source.tags),
-            "stats": {"frame_similarity": round(similarity, 4), "music_rms_db": round(level, 2)}}
+            "stats": {**change, "music_rms_db": round(level, 2), **damage}}
 
 
-def load_window_audio(path: Path, start: float, seconds: float, rate: int, channels: int) -> np.ndarray:
-    """The window's audio, float32 [C, round(seconds * rate)]; a short track is ``too_short`` or ``truncated``."""
+def load_window_audio(path: Path, start: float, seconds: float, rate: int, channels: int,
+                      max_bad_packets: int = 0) -> tuple[np.ndarray, dict]:
+    """The window's audio, float32 [C, round(seconds * rate)], and what was lost: ``{"bad_audio_packets": n,
+    "lost_audio_seconds": s}`` (empty when nothing was). Up to ``max_bad_packets`` packets the decoder refuses
+    are skipped (filled with silence, as FFmpeg skips them); more, or a short track, is ``truncated`` /
+    ``too_short``."""
     try:
-        audio = decode_audio(path, rate, channels, start, seconds)
+        decoded = decode_audio_counted(path, rate, channels, start, seconds, max_bad_packets)
     except AudioError as error:
-        raise Rejection(error.reason, str(error)) from None
+        reason = f" (more than --max-bad-packets {max_bad_packets})" if error.reason == "truncated" else ""
+        raise Rejection(error.reason, str(error) + reason) from None
+    audio = decoded.audio
+    damage = ({"bad_audio_packets": decoded.bad_packets, "lost_audio_seconds": round(decoded.lost_seconds, 3)}
+              if decoded.bad_packets else {})
     missing = seconds - audio.shape[1] / rate
     if missing > AUDIO_TOLERANCE:
         reached = start + audio.shape[1] / rate
@@ -153,24 +159,46 @@ def load_window_audio(path: Path, start: float, seconds: float, rate: int, chann
         if declared is not None and declared + AUDIO_TOLERANCE < start + seconds:
             raise Rejection("too_short", f"{path}: the audio track is only {declared:.2f} s long (needs {start + seconds:g} s)")
         raise Rejection("truncated", f"{path}: audio stops at {reached:.2f} s, before the window's end at {start + seconds:g} s")
-    return fit_length(audio, round(seconds * rate))
+    return fit_length(audio, round(seconds * rate)), damage
 
 
-def frame_similarity(path: Path, start: float, seconds: float, options: ClipOptions) -> float:
-    """Mean pairwise cosine similarity of CLIP embeddings of frames sampled across the window (VMAs' filter).
+def visual_change(path: Path, start: float, seconds: float, options: ClipOptions) -> dict:
+    """How much the picture changes across the window; raises ``Rejection("static_video")`` when too little.
 
-    A truly static window scores 1.0; at least 4 frames are compared however short the window.
+    With a trained image tower: the mean pairwise cosine similarity of CLIP embeddings of frames sampled across
+    the window (VMAs' filter; a truly static window scores 1.0). An untrained (random) tower maps every picture to
+    nearly the same point (similarity about 0.996 for an animated short), so then the measure needs no weights:
+    the mean absolute difference of consecutive sampled frames, in grey levels / 255. At least 4 frames are
+    compared however short the window. Returns the stats for the clip's record.
     """
     encoder = _WORKER["encoder"]
     fps = max(options.similarity_fps, 4.0 / seconds)
     try:
-        frames = sample_frames(path, fps, encoder.image_size, fps, 16, start=start, max_seconds=seconds)
+        frames = sample_frames(path, fps, encoder.image_size, fps, 64, start=start, max_seconds=seconds)
     except VideoError as error:
         raise Rejection(video_reason(error), str(error)) from None
     last = float(frames.clip_times[-1])
     if last < seconds - 1.5 / fps - LENGTH_TOLERANCE:
         raise Rejection("truncated", f"{path}: video frames stop at {start + last:.2f} s, before the window's end at {start + seconds:g} s")
-    return mean_pairwise_similarity(encoder(frames.clip_frames).cpu().numpy())
+    if options.semantic.pretrained is None:
+        change = mean_frame_difference(frames.flow_frames)
+        if change < options.min_frame_change:
+            raise Rejection("static_video", f"mean difference of consecutive sampled frames is {change:.4f} "
+                                            f"(< --min-frame-change {options.min_frame_change:g}; the image tower is "
+                                            "untrained, so frames are compared pixel by pixel)")
+        return {"frame_change": round(change, 5)}
+    similarity = mean_pairwise_similarity(encoder(frames.clip_frames).cpu().numpy())
+    if similarity > options.max_frame_similarity:
+        raise Rejection("static_video", f"mean CLIP similarity of sampled frames is {similarity:.3f} "
+                                        f"(> --max-frame-similarity {options.max_frame_similarity:g})")
+    return {"frame_similarity": round(similarity, 4)}
+
+
+def mean_frame_difference(frames: np.ndarray) -> float:
+    """grey uint8 [N, h, w] -> mean absolute difference of consecutive frames / 255 (0.0 for fewer than two)."""
+    if len(frames) < 2:
+        return 0.0
+    return float(np.abs(np.diff(frames.astype(np.int16), axis=0)).mean() / 255.0)
 
 
 def mean_pairwise_similarity(embeddings: np.ndarray) -> float:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from common.errors import UserError
 from model.config import SemanticConfig
 
-CURATE_VERSION = 1  # bump when the same options would make different clips
+CURATE_VERSION = 2  # bump when the same options would make different clips
 PARAMS_FILE = "curate_params.json"
 REJECTED_FILE = "rejected.jsonl"
 RECORDS_DIR = "records"
@@ -24,7 +24,7 @@ REASONS = {
     "no_video": "no video stream",
     "no_audio": "no audio stream",
     "too_short": "shorter than one clip",
-    "static_video": "too little visual change (mean CLIP frame similarity above the limit)",
+    "static_video": "too little visual change (CLIP frame similarity above, or frame difference below, the limit)",
     "silent_music": "music below the RMS level limit",
     "duplicate": "same file content as another input video",
     "failed": "unexpected error (retried on the next run)",
@@ -51,12 +51,14 @@ class ClipOptions:
     clip_seconds: float = 30.0
     windows: bool = False
     max_windows: int = 0  # 0: as many as fit
-    max_frame_similarity: float = 0.7
+    max_frame_similarity: float = 0.7  # with a trained image tower (CLIP)
+    min_frame_change: float = 0.01  # with an untrained one: mean |frame difference| / 255 of sampled frames
     similarity_fps: float = 1.0
     keep_vocals: bool = False
     demucs_model: str = "htdemucs"
     min_rms_db: float = -45.0
     max_height: int = 360  # 0 keeps the source size
+    max_bad_packets: int = 10  # audio packets the decoder may refuse per clip (each about 20-30 ms) before rejection
     threads: int = field(default=1, compare=False)
     device: str = field(default="cpu", compare=False)  # where CLIP judges static video (common.device)
     precision: str = field(default="fp32", compare=False)
