@@ -62,6 +62,8 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, help="music length per clip (default: the clip's duration)")
     p.add_argument("--seed", type=int, default=0, help="clip i uses seed + i, the same for every system")
     p.add_argument("--limit", type=int, help="only the first N clips of the split")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over: delete what an earlier eval.py generate wrote in --out (nothing else)")
     add_device_arguments(p)
     p.epilog = "Scoring options (--metrics, --embedder, --flow-width ...) are passed on to the scoring step."
     return p
@@ -90,6 +92,40 @@ def score(args: argparse.Namespace, only: list[str] | None = None) -> Path:
     write_report(out, report, settings)
     print((out / "report.md").read_text())
     return out
+
+
+def model_identity(name: str | None) -> str | None:
+    """What a resume must match: a local model folder by the hash of its config and weights (a model retrained in
+    place is another model), a Hub id or ``default`` by name."""
+    import hashlib
+
+    folder = Path(name) if name else None
+    if folder is None or not folder.is_dir():
+        return name
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return f"{folder.resolve()}#sha256:{digest.hexdigest()[:16]}"
+
+
+def _generation_folder(out: Path, args: argparse.Namespace, precision: str):
+    """``--out`` owned by ``eval.py generate``: WAVs of an earlier run are reused only when they were made by the
+    same model (by content), no-motion model, dataset, split, length, seeds and precision; otherwise the run is
+    refused with what changed (``--overwrite`` starts over, deleting only what this command wrote)."""
+    from common.files import OwnedFolder
+
+    params = {"model": model_identity(args.model), "no_motion_model": model_identity(args.no_motion_model),
+              "dataset": str(Path(args.dataset).resolve()), "split": args.split, "seconds": args.seconds,
+              "seed": args.seed, "precision": precision}
+    folder = OwnedFolder(out, "eval.py generate", ScoringError, marker=".eval_generate.json")
+    try:
+        folder.prepare(params, overwrite=args.overwrite)
+    except OSError as error:
+        raise ScoringError(f"cannot create --out {out}: {error.strerror}") from None
+    return folder
 
 
 def _output_folder(path: str) -> Path:
@@ -192,9 +228,10 @@ def generate(args: argparse.Namespace, scoring_options: list[str]) -> Path:
     from common.device import placement_for
 
     placement = placement_for(args.device, args.precision)
+    folder = _generation_folder(out, args, placement.precision)  # before loading: a refusal costs nothing
     model = _load_model(args.model, placement)
     no_motion_model = _load_model(args.no_motion_model, placement) if args.no_motion_model else None
-    _output_folder(args.out)
+    folder.claim(*systems, "reference", "videos", "report", "manifest.json")
     manifest = {"model": args.model, "no_motion_model": args.no_motion_model or f"{args.model} without motion tokens",
                 "dataset": str(dataset_dir), "split": args.split, "systems": systems,
                 "sample_rate": model.sample_rate, "clips": {}, "skipped": {}}

@@ -64,6 +64,8 @@ def check_paths(video: Path, out: Path, wav_out: Path | None = None) -> None:
         raise UserError(f"{video}: no such file")
     if video.is_dir():
         raise UserError(f"{video}: is a directory, not a video file")
+    if wav_out is not None and wav_out.resolve() == out.resolve():
+        raise UserError(f"--wav-out and --out are the same file ({out}): one would overwrite the other")
     for path in filter(None, (out, wav_out)):
         if path.resolve() == video.resolve():
             raise UserError(f"{path} is the input video: choose another output path (the input is never overwritten)")

@@ -151,3 +151,27 @@ def test_generate_runs_every_system_with_the_same_seeds_then_scores(dataset, tmp
     assert set(report["systems"]) == {"ours", "no_motion", "unconditional", "reference"}
     assert report["systems"]["ours"]["aggregate"]["av_align"]["mean"] > 0.8
     assert json.loads((out / "manifest.json").read_text())["clips"]["b"]["seed"] == 6
+
+
+def test_generate_resumes_only_with_the_same_model_and_settings(dataset, tmp_path, monkeypatch, capsys):
+    from eval import model_identity
+
+    monkeypatch.setitem(sys.modules, "model.v2m", types.SimpleNamespace(VideoToMusic=_FakeVideoToMusic))
+    out = tmp_path / "gen"
+    argv = ["generate", "--model", "fake", "--dataset", str(dataset), "--out", str(out), "--seconds", "3",
+            "--systems", "ours", "--metrics", "beat", "--max-plots", "0"]
+    assert main(argv) == 0
+    (out / "my_notes.txt").write_text("mine")
+    before = (out / "ours" / "a.wav").read_bytes()
+    assert main(argv + ["--seed", "9"]) == 2  # other seeds: the old WAVs must not be passed off as these
+    assert "other settings (seed)" in capsys.readouterr().err
+    assert (out / "ours" / "a.wav").read_bytes() == before
+    _FakeVideoToMusic.calls = []
+    assert main(argv + ["--seed", "9", "--overwrite"]) == 0
+    assert {c[1] for c in _FakeVideoToMusic.calls} == {9, 10} and (out / "my_notes.txt").read_text() == "mine"
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"one")
+    first = model_identity(str(folder))
+    (folder / "model.safetensors").write_bytes(b"two")  # retrained in place: another model
+    assert model_identity(str(folder)) != first and model_identity("org/name") == "org/name"

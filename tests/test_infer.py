@@ -135,6 +135,8 @@ def test_refuses_to_overwrite_the_input_and_keeps_existing_outputs(tmp_path):
     before = video.read_bytes()
     result = _infer("--video", str(video), "--out", str(video))
     assert result.returncode == 2 and "is the input video" in result.stderr and video.read_bytes() == before
+    result = _infer("--video", str(video), "--out", str(tmp_path / "x.mp4"), "--wav-out", str(tmp_path / "x.mp4"))
+    assert result.returncode == 2 and "are the same file" in result.stderr and not (tmp_path / "x.mp4").exists()
     (tmp_path / "keep.mp4").write_bytes(b"precious")
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
