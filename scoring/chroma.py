@@ -13,8 +13,23 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
+from media.audio import rms_dbfs
+
 CHROMA_SAMPLE_RATE = 32_000
 N_FFT, HOP = 4096, 1024
+SILENT_DBFS = -60.0  # quieter than this, a chromagram is noise normalised to 1: no pitch content to compare
+
+
+def chroma_undefined(generated: np.ndarray, reference: np.ndarray,
+                     sample_rate: int = CHROMA_SAMPLE_RATE) -> str | None:
+    """Why chroma cosine has no value for this pair (None when it has one): a silent signal has no pitch classes
+    (audiocraft would score it 0.0 against anything, itself included), a clip shorter than one window none at all."""
+    for name, wav in (("generated music", generated), ("reference", reference)):
+        if len(wav) < N_FFT:
+            return f"{name} is shorter than one chroma window ({N_FFT / sample_rate:.2f} s)"
+        if rms_dbfs(np.asarray(wav, np.float32)) < SILENT_DBFS:
+            return f"{name} is silent (below {SILENT_DBFS:g} dBFS RMS)"
+    return None
 
 
 def chromagram(wav: np.ndarray, sample_rate: int = CHROMA_SAMPLE_RATE, argmax: bool = False) -> np.ndarray:
@@ -28,7 +43,10 @@ def chromagram(wav: np.ndarray, sample_rate: int = CHROMA_SAMPLE_RATE, argmax: b
 
 def chroma_cosine(generated: np.ndarray, reference: np.ndarray, sample_rate: int = CHROMA_SAMPLE_RATE,
                   argmax: bool = False, eps: float = 1e-8) -> float:
-    """Mean over frames of the cosine similarity of the two chromagrams; ``[samples]`` each -> [0, 1]."""
+    """Mean over frames of the cosine similarity of the two chromagrams; ``[samples]`` each -> [0, 1], or NaN when
+    ``chroma_undefined`` gives a reason."""
+    if chroma_undefined(generated, reference, sample_rate):
+        return float("nan")
     gen, ref = chromagram(generated, sample_rate, argmax), chromagram(reference, sample_rate, argmax)
     frames = min(len(gen), len(ref))
     gen, ref = gen[:frames], ref[:frames]

@@ -113,6 +113,19 @@ def paired_differences(results: Results, settings: Settings) -> dict[str, dict[s
     return {"base": base, "versus": out} if out else {}
 
 
+def undefined_summary(per_clip: dict[str, dict[str, str]]) -> dict[str, dict]:
+    """``{metric: {"n": clips left out, "reasons": {reason: count}, "clips": [ids]}}`` of one system: a metric a
+    clip gives no value for is reported as such and left out of the mean, never counted as a number."""
+    out: dict[str, dict] = {}
+    for clip, reasons in sorted(per_clip.items()):
+        for metric, why in reasons.items():
+            entry = out.setdefault(metric, {"n": 0, "reasons": {}, "clips": []})
+            entry["n"] += 1
+            entry["reasons"][why] = entry["reasons"].get(why, 0) + 1
+            entry["clips"].append(clip)
+    return out
+
+
 def _clean(value):
     """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python numbers."""
     if isinstance(value, dict):
@@ -135,7 +148,8 @@ def build_report(results: Results, settings: Settings, models: Models, extra: di
         "confidence_interval": ci_method(settings),
         "definitions": {_column_key(k, settings): v for k, v in DEFINITIONS.items()},
         "not_computed": models.not_computed,
-        "systems": {s: {"aggregate": table[s], "clips": results.per_clip[s]} for s in table},
+        "systems": {s: {"aggregate": table[s], "clips": results.per_clip[s],
+                        "undefined": undefined_summary(results.undefined.get(s, {}))} for s in table},
         "paired_differences": paired_differences(results, settings),
         "skipped": results.skipped,
         "timing": {"clips": clips, "total_seconds": float(sum(results.clip_seconds)),
@@ -179,6 +193,10 @@ def markdown_report(report: dict, settings: Settings) -> str:
     counts = ", ".join(f"{system} {len(entry['clips'])}" for system, entry in report["systems"].items())
     lines += ["", f"Clips per system: {counts}."]
     lines += [f"- **{m}** {why}" for m, why in report["not_computed"].items()]
+    for system, entry in report["systems"].items():
+        for metric, info in (entry.get("undefined") or {}).items():
+            reasons = "; ".join(f"{why} ({n})" for why, n in info["reasons"].items())
+            lines.append(f"- {system}: `{metric}` undefined for {info['n']} clip(s), left out of the mean: {reasons}")
     lines += _paired_lines(report.get("paired_differences") or {}, keys)
     lines += ["", "## Definitions", ""] + [f"- `{k}`: {v}" for k, v in report["definitions"].items()
                                           if any(k == key for key, _, _ in keys)]

@@ -21,7 +21,7 @@ from media.audio import read_audio, resample
 from scoring.audio import ScoringError
 from scoring.av_align import ONSET_SAMPLE_RATE, MotionPeaks, audio_onsets, av_align_iou, video_motion_peaks
 from scoring.beats import BEAT_SAMPLE_RATE, beat_scores, beat_times
-from scoring.chroma import CHROMA_SAMPLE_RATE, chroma_cosine
+from scoring.chroma import CHROMA_SAMPLE_RATE, chroma_cosine, chroma_undefined
 from scoring.clap import CLAP_MODEL, clap_score
 from scoring.kld import AST_MODEL, kld_both
 
@@ -206,6 +206,7 @@ class Results:
     embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     reference_embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    undefined: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # [system][clip][metric] = why
     clip_seconds: list[float] = field(default_factory=list)  # wall time per clip, all systems
     audio_seconds: list[float] = field(default_factory=list)  # length of the generated audio per clip
 
@@ -250,21 +251,33 @@ def _reference_audio_features(ref: Reference, models: Models, settings: Settings
         ref.embedding = models.embedder(ref.audio.at(models.embedder.sample_rate))
 
 
-def system_metrics(gen: ClipAudio, ref: Reference, models: Models, settings: Settings,
-                   wants: set[str]) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
+def system_metrics(gen: ClipAudio, ref: Reference, models: Models, settings: Settings, wants: set[str],
+                   undefined: dict[str, str] | None = None) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
     """Per-clip metrics of one generated clip -> ``(values, onset times [O], FAD embedding [T, D] or None)``.
 
     Reference beats and video peaks after the end of the generated clip are ignored (they could not be hit).
+    A metric the clip gives no value for is NaN (left out of every mean) and its reason goes into ``undefined``.
     """
     values: dict[str, float] = {}
+    undefined = {} if undefined is None else undefined
     onsets = audio_onsets(gen.at(ONSET_SAMPLE_RATE))
     if ref.motion is not None and "av_align" in wants:
-        values["av_align"] = av_align_iou(onsets, ref.motion.peaks[ref.motion.peaks < gen.seconds], ref.motion.fps)
+        peaks = ref.motion.peaks[ref.motion.peaks < gen.seconds]
+        values["av_align"] = av_align_iou(onsets, peaks, ref.motion.fps)
+        if len(onsets) + len(peaks) == 0:
+            undefined["av_align"] = "neither music onsets nor video motion peaks (nothing to align)"
     if ref.audio is not None and "chroma" in wants:
-        values["chroma_cosine"] = chroma_cosine(gen.at(CHROMA_SAMPLE_RATE), ref.audio.at(CHROMA_SAMPLE_RATE),
-                                                argmax=settings.chroma_argmax)
+        generated, reference = gen.at(CHROMA_SAMPLE_RATE), ref.audio.at(CHROMA_SAMPLE_RATE)
+        values["chroma_cosine"] = chroma_cosine(generated, reference, argmax=settings.chroma_argmax)
+        why = chroma_undefined(generated, reference)
+        if why:
+            undefined["chroma_cosine"] = why
     if ref.beats is not None and "beat" in wants:
-        values.update(beat_scores(beat_times(gen.at(BEAT_SAMPLE_RATE)), ref.beats[ref.beats < gen.seconds]))
+        beats = ref.beats[ref.beats < gen.seconds]
+        values.update(beat_scores(beat_times(gen.at(BEAT_SAMPLE_RATE)), beats))
+        if len(beats) == 0:
+            undefined["bcs"] = undefined["bhs"] = (f"the reference has no beat in the first {gen.seconds:.1f} s"
+                                                   " (silent, too short or beatless)")
     if ref.tags is not None and "kld" in wants:
         values.update(kld_both(models.tagger(gen.at(models.tagger.sample_rate))[None], ref.tags[None]))
     if ref.clap is not None and "clap" in wants:
@@ -301,8 +314,11 @@ def score_clip(clip: str, inputs: Inputs, models: Models, settings: Settings, re
     wants = {m for m in settings.metrics if m not in models.not_computed}
     tracks = []
     for system, audio in generated.items():
-        values, onsets, embedding = system_metrics(audio, ref, models, settings, wants)
+        undefined: dict[str, str] = {}
+        values, onsets, embedding = system_metrics(audio, ref, models, settings, wants, undefined)
         results.per_clip.setdefault(system, {})[clip] = values
+        if undefined:
+            results.undefined.setdefault(system, {})[clip] = undefined
         if embedding is not None:
             results.embeddings.setdefault(system, {})[clip] = embedding
         tracks.append((system, audio.at(ONSET_SAMPLE_RATE), onsets))

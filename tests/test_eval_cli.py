@@ -175,3 +175,22 @@ def test_generate_resumes_only_with_the_same_model_and_settings(dataset, tmp_pat
     first = model_identity(str(folder))
     (folder / "model.safetensors").write_bytes(b"two")  # retrained in place: another model
     assert model_identity(str(folder)) != first and model_identity("org/name") == "org/name"
+
+
+def test_a_metric_undefined_for_a_clip_is_reported_with_its_reason_not_as_a_number(tmp_path):
+    """A set scored against itself: 1.0 chroma where the music has pitch; a silent clip is left out of the mean
+    (audiocraft's formula gave it 0.0, so the set came out 0.667 against itself)."""
+    for folder in ("gen", "ref"):
+        for clip, notes in (("a", [60, 64, 67]), ("b", [62, 65, 69])):
+            write_wav(tmp_path / folder / f"{clip}.wav", _music(EVENTS[clip], notes))
+        write_wav(tmp_path / folder / "silent.wav", np.zeros(4 * 32000, np.float32))
+    out = tmp_path / "report"
+    assert main(["--generated", str(tmp_path / "gen"), "--reference", str(tmp_path / "ref"), "--out", str(out),
+                 "--metrics", "chroma,beat", "--max-plots", "0"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    system = next(iter(report["systems"].values()))
+    assert system["aggregate"]["chroma_cosine"]["mean"] == pytest.approx(1.0, abs=1e-6)
+    assert system["aggregate"]["chroma_cosine"]["n"] == 2 and system["clips"]["silent"]["chroma_cosine"] is None
+    assert "silent" in next(iter(system["undefined"]["chroma_cosine"]["reasons"]))
+    assert system["undefined"]["bhs"]["clips"] == ["silent"]
+    assert "undefined for 1 clip(s), left out of the mean" in (out / "report.md").read_text()

@@ -37,4 +37,5 @@ class ChromaCosine(evaluate.Metric):
         values = [chroma_cosine(as_audio(p, CHROMA_SAMPLE_RATE, sample_rate),
                                 as_audio(r, CHROMA_SAMPLE_RATE, sample_rate), argmax=argmax)
                   for p, r in zip(predictions, references)]
-        return {"chroma_cosine": float(np.mean(values)), "per_clip": values}
+        defined = [v for v in values if np.isfinite(v)]  # NaN: silent or too short, left out of the mean
+        return {"chroma_cosine": float(np.mean(defined)) if defined else float("nan"), "per_clip": values}
