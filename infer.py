@@ -154,6 +154,9 @@ def make_soundtrack(model, video: Path, out: Path, *, seed: int = 0, guidance_sc
 
     check_paths(video, out, wav_out)
     check_settings(guidance_scale, max_seconds, window_seconds, overlap_seconds)
+    if window_seconds > model.generation.max_seconds:
+        raise UserError(f"--window-seconds {window_seconds:g} is longer than this model generates at once "
+                        f"(its generation.max_seconds is {model.generation.max_seconds:g})")
     seconds = music_seconds(video, max_seconds)
     wav = generate_long(model, video, seconds, window_seconds, overlap_seconds, seed=seed,
                         guidance_scale=guidance_scale, progress=progress)

@@ -54,6 +54,8 @@ class SemanticConfig:
     def validate(self) -> None:
         _positive("semantic.clip_fps", self.clip_fps)
         _positive("semantic.batch_size", self.batch_size)
+        if self.random_init is not None:
+            _check_open_clip_fields(self.random_init)
 
 
 DIS_PRESETS = ("ultrafast", "fast", "medium")
@@ -149,6 +151,38 @@ class DecoderConfig:
                 raise ConfigError(f"decoder.codec must be null or {{type: spectral, weights: PATH, ...}}, got {self.codec}")
         if self.quantization not in ("none", "8bit", "4bit"):
             raise ConfigError(f"decoder.quantization must be none, 8bit or 4bit, got {self.quantization!r}")
+        if self.random_init is not None:
+            _check_musicgen_fields(self.random_init)
+
+
+def _unknown_keys(where: str, given: object, known: set[str]) -> None:
+    """A typo in a ``random_init`` dict would become a silent attribute of a library config: refuse it."""
+    if not isinstance(given, dict):
+        raise ConfigError(f"{where} must be a mapping of config fields, got {given!r}")
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)} (not in the library's config)")
+
+
+def _check_musicgen_fields(random_init: dict) -> None:
+    """``decoder.random_init = {decoder: MusicgenDecoderConfig fields, codec: EncodecConfig fields}``."""
+    from transformers import EncodecConfig, MusicgenDecoderConfig
+
+    _unknown_keys("decoder.random_init", random_init, {"decoder", "codec"})
+    _unknown_keys("decoder.random_init.decoder", random_init.get("decoder", {}), set(MusicgenDecoderConfig().to_dict()))
+    _unknown_keys("decoder.random_init.codec", random_init.get("codec", {}), set(EncodecConfig().to_dict()))
+
+
+def _check_open_clip_fields(random_init: dict) -> None:
+    """``semantic.random_init``: keyword arguments of open_clip's ``CLIP`` with its vision and text tower configs."""
+    import dataclasses
+    import inspect
+
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    _unknown_keys("semantic.random_init", random_init, set(inspect.signature(CLIP.__init__).parameters) - {"self"})
+    for key, cfg in (("vision_cfg", CLIPVisionCfg), ("text_cfg", CLIPTextCfg)):
+        _unknown_keys(f"semantic.random_init.{key}", random_init.get(key, {}), {f.name for f in dataclasses.fields(cfg)})
 
 
 @dataclass

@@ -49,10 +49,13 @@ class GenerationDefaults:
     guidance_scale: float = 3.0
     top_k: int = 250
     temperature: float = 1.0
+    max_seconds: float = 30.0  # the longest music one generation makes; longer videos go window by window
 
     @staticmethod
     def from_config(config: V2MConfig) -> "GenerationDefaults":
-        return GenerationDefaults(config.guidance.scale, config.generation.top_k, config.generation.temperature)
+        generation = config.generation
+        return GenerationDefaults(config.guidance.scale, generation.top_k, generation.temperature,
+                                  generation.max_seconds)
 
 
 class VideoToMusic(nn.Module):
@@ -219,6 +222,9 @@ class VideoToMusic(nn.Module):
         defaults = self.generation
         scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         num_frames = max(1, round(seconds * self.frame_rate))
+        if num_frames > round(defaults.max_seconds * self.frame_rate):
+            raise ValueError(f"{seconds:g} s is longer than this model generates at once (generation.max_seconds "
+                             f"{defaults.max_seconds:g}); use model.long_form.generate_long for long music")
         condition = self.full_condition(self.collate(features), num_frames + self.num_codebooks - 1)
         if unconditional:
             condition, scale = null_condition(*condition), 1.0

@@ -52,3 +52,27 @@ def test_malformed_overrides(override):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ConfigError, match="presets: .*tiny"):
         load_config("huge")
+
+
+@pytest.mark.parametrize("override, where", [
+    ("decoder.random_init={decoder: {hiden_size: 32}}", "decoder.random_init.decoder: unknown field(s) hiden_size"),
+    ("decoder.random_init={decodr: {hidden_size: 32}}", "decoder.random_init: unknown field(s) decodr"),
+    ("semantic.random_init={embed_dim: 8, vision_cfg: {layer: 1}}", "semantic.random_init.vision_cfg: unknown"),
+])
+def test_a_typo_in_random_init_is_refused_not_a_silent_attribute(override, where):
+    from model.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=where.replace("(", r"\(").replace(")", r"\)")):
+        load_config("tiny", [override])
+
+
+def test_generation_max_seconds_bounds_one_generation(tiny_model):
+    from model.config import load_config
+    from model.v2m import VideoToMusic
+    from tests.test_devices import features
+
+    short = VideoToMusic.from_config(load_config("tiny", ["generation.max_seconds=0.2"])).eval()
+    assert short.generation.max_seconds == 0.2
+    short.generate([features(0.2)], 0.2, seed=0)
+    with pytest.raises(ValueError, match="generation.max_seconds"):
+        short.generate([features(0.5)], 0.5, seed=0)

@@ -403,3 +403,20 @@ def test_curation_defaults_to_the_default_model_settings(tmp_path):
     assert args.semantic == load_config("demo").semantic and args.semantic.pretrained is None  # offline
     assert parse_args(["--input", str(tmp_path), "--out", str(tmp_path / "o"), "--config", "small"]
                       ).semantic.pretrained == "openai"
+
+
+def test_out_of_memory_stops_the_run_instead_of_failing_every_clip(inputs, tmp_path, monkeypatch, capsys):
+    import torch
+
+    import data.curate.one_video as one_video
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(one_video, "_curate", exhausted)
+    folder = tmp_path / "in"
+    make_good_videos(folder, names=("good0", "good1"))
+    assert run(["--input", folder, "--out", tmp_path / "out", *FAST]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "out of memory" in error[0]
+    assert not list((tmp_path / "out" / "records").glob("*.json"))  # nothing recorded as a failed clip

@@ -185,3 +185,28 @@ def test_a_no_motion_model_takes_the_motion_free_features_of_a_model_with_more_m
     wav = ablation.generate([wider.without_motion()], seconds=0.5, seed=2)
     assert torch.equal(wav, ablation.generate([f.without_motion()], seconds=0.5, seed=2))
     assert torch.equal(wav, ablation.generate([f], seconds=0.5, seed=2))  # use_motion=false ignores motion tokens
+
+
+def test_our_decoder_folder_with_a_missing_tensor_is_an_error_not_a_warning(tmp_path):
+    """transformers only logs "some weights were not initialized"; for a decoder folder this project wrote, that
+    partial load would be silent garbage, so it is refused."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from common.device import placement_for
+    from model.config import load_config
+    from model.decoder import _decoder_only
+    from model.v2m import DEMO_MODEL_DIR, default_model_is_trained
+
+    if not default_model_is_trained():
+        pytest.skip("the demo model is not shipped in this checkout")
+    folder = tmp_path / "decoder"
+    shutil.copytree(DEMO_MODEL_DIR / "decoder", folder)
+    weights = load_file(folder / "model.safetensors")
+    dropped = next(k for k in weights if "layers.0.fc1" in k)
+    save_file({k: v for k, v in weights.items() if k != dropped}, folder / "model.safetensors", metadata={"format": "pt"})
+    config = load_config("demo").decoder
+    with pytest.raises(CheckpointError, match="do not match"):
+        _decoder_only(type(config)(**{**vars(config), "base": str(folder), "random_init": None}),
+                      placement_for("cpu", "fp32"))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import is_resource_error
 from common.device import move_module, placement_for
 from data.curate.clip_media import write_clip_media
 from data.curate.options import AUDIO_TOLERANCE, LENGTH_TOLERANCE, ClipOptions, Rejection
@@ -90,13 +91,16 @@ def build_similarity_encoder(semantic: SemanticConfig, device: str = "cpu", prec
 
 
 def curate_video(task: tuple[SourceVideo, str, ClipOptions]) -> dict:
-    """Curate one source video and commit its record; never raises for a bad file (the record says why)."""
+    """Curate one source video and commit its record; never raises for a bad file (the record says why), only
+    for out-of-memory and device errors, which end the run."""
     source, out_dir, options = task
     try:
         record = _curate(source, Path(out_dir), options)
     except Rejection as rejection:
         record = make_record(source, None, [], [rejected_entry(source, source.id, rejection)])
     except Exception as error:  # one bad file must not stop a run of thousands
+        if is_resource_error(error):
+            raise  # out of memory or a broken device fails every later file too: stop now, record nothing
         text = str(error).splitlines()[0][:300] if str(error) else ""
         record = make_record(source, None, [], [rejected_entry(source, source.id, Rejection(
             "failed", f"{type(error).__name__}: {text}"))])
