@@ -28,6 +28,7 @@ from model.config import load_config
 from model.sizes import MUSICGEN_CODEC, with_random_weights
 from model.delay import training_pair
 from training.batches import Example, StepBatches, loader
+from training.loop import mixed_precision_for
 from training.loss import codebook_cross_entropy
 from training.video_music import clip_loss
 
@@ -62,7 +63,7 @@ def compare_training(model, video: Path, seconds: float, repeats: int) -> dict:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     features, codes = cached_example(model, seconds)
     music = 0.1 * torch.randn(1, 1, round(seconds * model.sample_rate), generator=torch.Generator().manual_seed(0))
-    precision = model.config.train.mixed_precision
+    precision = mixed_precision_for(model.config.train.mixed_precision, model.placement, log=lambda line: None)
 
     def on_the_fly():
         fresh = model.extract_features(video, max_seconds=seconds)

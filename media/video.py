@@ -64,6 +64,18 @@ def _open(path: str | Path) -> av.container.InputContainer:
         raise VideoError(f"{path}: not a readable video ({_short(error)})") from None
 
 
+def first_video_stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:
+    """The first video stream, which must have codec parameters a decoder can open (a damaged header can leave
+    a stream with no codec, or no picture size): else ``VideoError``."""
+    if not container.streams.video:
+        raise VideoError(f"{path}: has no video stream")
+    stream = container.streams.video[0]
+    context = stream.codec_context
+    if context is None or not context.width or not context.height:
+        raise VideoError(f"{path}: the video stream cannot be decoded (unknown codec or damaged stream header)")
+    return stream
+
+
 def _short(error: Exception) -> str:
     return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
@@ -71,9 +83,7 @@ def _short(error: Exception) -> str:
 def probe_video(path: str | Path) -> VideoInfo:
     """Read stream metadata without decoding; raise ``VideoError`` when there is no video stream."""
     with _open(path) as container:
-        if not container.streams.video:
-            raise VideoError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
+        stream = first_video_stream(container, path)
         duration = 0.0
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
@@ -95,7 +105,7 @@ def scan_duration(path: str | Path) -> float:
     headers carry no duration); 0 when no packet has a time."""
     end = 0.0
     with _open(path) as container:
-        stream = container.streams.video[0]
+        stream = first_video_stream(container, path)
         try:
             for packet in container.demux(stream):
                 if packet.pts is not None and packet.time_base is not None:
@@ -182,9 +192,7 @@ def iter_samples(path: str | Path, clip_fps: float, clip_size: int, flow_fps: fl
     end = start + max_seconds if max_seconds is not None else float("inf")
     last_flow = None
     with _open(path) as container:
-        if not container.streams.video:
-            raise VideoError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
+        stream = first_video_stream(container, path)
         stream.thread_type = "AUTO"
         size, turns, origin = None, 0, presentation_origin(container)
         if start > 0:
@@ -267,7 +275,9 @@ def _scaled_size(w: int, h: int, width: int | None) -> tuple[int, int]:
 def _open_video(path: str | Path) -> av.container.InputContainer:
     """``_open`` that also requires a video stream."""
     container = _open(path)
-    if not container.streams.video:
+    try:
+        first_video_stream(container, path)
+    except VideoError:
         container.close()
-        raise VideoError(f"{path}: has no video stream")
+        raise
     return container

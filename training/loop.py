@@ -81,11 +81,24 @@ def make_accelerator(train: TrainConfig, placement):
     ``--precision`` unless ``train.mixed_precision`` names one."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    mixed = train.mixed_precision if train.mixed_precision != "no" else placement.mixed
+    mixed = mixed_precision_for(train.mixed_precision, placement)
     if placement.device.type == "cuda":
         torch.cuda.set_device(placement.device)  # a single process on --device cuda:N
     return Accelerator(mixed_precision=mixed, cpu=placement.device.type == "cpu",
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def mixed_precision_for(configured: str, placement, log=print) -> str:
+    """accelerate's mixed precision: ``train.mixed_precision`` unless "no", else ``--precision``'s; bf16 on a CPU
+    without bf16 instructions becomes fp32 (emulated bf16 made a ``small`` training step about 25x slower on an
+    AVX2 CPU), and the run says so."""
+    from common.device import cpu_computes_bf16
+
+    mixed = configured if configured != "no" else placement.mixed
+    if mixed == "bf16" and placement.device.type == "cpu" and not cpu_computes_bf16():
+        log("note: this CPU has no bf16 instructions (bf16 would be emulated, many times slower): training in fp32")
+        return "no"
+    return mixed
 
 
 def build_optimizer(model: nn.Module, train: TrainConfig):
