@@ -420,3 +420,19 @@ def test_out_of_memory_stops_the_run_instead_of_failing_every_clip(inputs, tmp_p
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "out of memory" in error[0]
     assert not list((tmp_path / "out" / "records").glob("*.json"))  # nothing recorded as a failed clip
+
+
+def test_overwrite_deletes_only_what_curation_wrote(inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train").mkdir()
+    (out / "train" / "mine.txt").write_text("not curation's")
+    assert run(["--input", inputs, "--out", out, *FAST]) == 2  # someone else's folder: refused, untouched
+    assert "not empty" in capsys.readouterr().err and (out / "train" / "mine.txt").is_file()
+    fresh = tmp_path / "fresh"
+    folder = make_good_videos(tmp_path / "two", names=("good0", "good1"))
+    assert run(["--input", folder, "--out", fresh, *FAST]) == 0
+    (fresh / "notes").mkdir()
+    (fresh / "notes" / "keep.txt").write_text("mine")
+    assert run(["--input", folder, "--out", fresh, *FAST, "--clip-seconds", "1", "--overwrite"]) == 0
+    assert (fresh / "notes" / "keep.txt").read_text() == "mine" and (fresh / "music").is_dir()

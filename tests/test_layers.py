@@ -87,3 +87,17 @@ def test_every_user_error_is_one_class_family():
                 if bases & {"ValueError", "RuntimeError", "Exception"}:
                     stray.append(f"{path.relative_to(ROOT)}:{node.name}({', '.join(sorted(bases))})")
     assert not stray, stray
+
+
+def test_quiet_libraries_keeps_the_warnings_that_mean_a_broken_load():
+    import warnings
+
+    from common.cli import quiet_libraries
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_libraries()
+        warnings.warn("Some weights of the model checkpoint were not initialized: [...]", UserWarning)
+        warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass the indexing argument.",
+                      UserWarning)
+    assert [str(w.message)[:12] for w in caught] == ["Some weights"]

@@ -210,3 +210,21 @@ def test_our_decoder_folder_with_a_missing_tensor_is_an_error_not_a_warning(tmp_
     with pytest.raises(CheckpointError, match="do not match"):
         _decoder_only(type(config)(**{**vars(config), "base": str(folder), "random_init": None}),
                       placement_for("cpu", "fp32"))
+
+
+def test_a_save_killed_half_way_leaves_the_old_model_whole(tmp_path, monkeypatch):
+    import model.checkpoint as checkpoint
+
+    model = VideoToMusic.from_config("tiny")
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as a Ctrl-C between the config and the weights
+
+    monkeypatch.setattr(checkpoint, "save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_pretrained(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no half-built folder left beside it
