@@ -318,3 +318,77 @@ def test_default_model_is_placed_as_asked():
     assert model.parts()["semantic"][1] == torch.bfloat16 and model.placement.sampling == "bfloat16"
     clip = features(semantic_dim=model.semantic_encoder.dim)
     assert np.isfinite(model.generate([clip], 0.2, seed=0).numpy()).all()
+
+
+# ------------------------------------------------------------------- what the first mutation run did not catch
+
+
+def test_the_commands_build_their_models_on_the_asked_placement():
+    """infer, eval generate, the web page (through infer.load_model), data.features and data.curate each load on
+    the placement of their --device/--precision (bf16 on the CPU is visible in the parts' dtypes)."""
+    import infer
+    from data.curate.one_video import build_similarity_encoder
+    from data.features.build import _build_model
+    from eval import _load_model
+
+    placement = placement_for("cpu", "bf16")
+    models = [infer.load_model(argparse.Namespace(config="tiny", model=None, device="cpu", precision="bf16")),
+              infer.load_model(argparse.Namespace(config=None, model="default", device="cpu", precision="bf16")),
+              _load_model("default", placement), _build_model(load_config("tiny"), placement)]
+    for model in models:
+        assert model.placement.precision == "bf16" and model.parts()["semantic"][1] == torch.bfloat16
+    assert build_similarity_encoder(load_config("tiny").semantic, "cpu", "bf16").tower_dtype == torch.bfloat16
+
+
+class InMemoryClips:
+    """A validation split as ``ClipSource`` serves it once read (``example(i)``, ``len``, ``frame_rate``)."""
+
+    def __init__(self, model, clips: int = 2, seconds: float = 1.0):
+        from training.batches import Example
+
+        frames = round(seconds * model.frame_rate)
+        self.frame_rate, self.examples = model.frame_rate, [
+            Example(features(seconds), torch.randint(0, model.start_token, (model.num_codebooks, frames)),
+                    torch.tensor([0.3])) for _ in range(clips)]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def example(self, index: int):
+        return self.examples[index]
+
+
+def test_the_training_tasks_validation_moves_its_batches(spectral_config, on_meta):
+    """``VideoMusicTask.validate`` as the loop calls it: CPU batches from its DataLoader, a model on the device."""
+    from training.video_music import VideoMusicTask
+
+    model = meta_model(spectral_config)
+    task = VideoMusicTask.__new__(VideoMusicTask)
+    task.model, task.config, task.train = model, spectral_config, spectral_config.train
+    task.validation = InMemoryClips(model)
+    accelerator = argparse.Namespace(device=META, process_index=0, num_processes=1, reduce=lambda t, op: t)
+    reaches(lambda: task.validate(model, accelerator))  # up to reading the summed losses back
+
+
+def test_the_encodec_codec_moves_the_waveform_to_itself(monkeypatch):
+    """The tiny preset's EnCodec (the device tests otherwise build the demo's spectral codec)."""
+    from model.v2m import VideoToMusic
+
+    model = VideoToMusic.from_config("tiny", placement=meta_placement())
+    seen = []
+    monkeypatch.setattr(model.codec.model, "encode",
+                        lambda wav, bandwidth=None: seen.append(wav.device) or argparse.Namespace(audio_codes=[None]))
+    model.codec.encode(torch.zeros(1, 1, 3200))
+    assert seen == [META]
+
+
+def test_fast_generation_computes_in_the_dtype_of_half_precision_weights():
+    """A GPU's bf16 decoder, here on the CPU: fp32 activations would meet bf16 weights in every linear."""
+    from model.fast_decoder import FastDecoder
+    from model.v2m import VideoToMusic
+
+    half = Placement(torch.device("cpu"), "bf16", torch.bfloat16, torch.bfloat16, "none", "float32", "bf16")
+    model = VideoToMusic.from_config("tiny", placement=half).eval()
+    assert FastDecoder(model.decoder).dtype == torch.bfloat16
+    wav = model.generate([features()], 0.2, seed=0)
+    assert wav.dtype == torch.float32 and torch.isfinite(wav).all()
