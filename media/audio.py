@@ -99,45 +99,31 @@ def decode_audio_counted(path: str | Path, sample_rate: int, channels: int = 1, 
                          seconds: float | None = None, max_bad_packets: int = 0) -> DecodedAudio:
     """``decode_audio`` that survives up to ``max_bad_packets`` packets the decoder refuses (a damaged frame in an
     otherwise good track, as FFmpeg itself skips): counted, and the gap is filled with silence up to the time of the
-    next decoded frame, so later audio keeps its time. One more bad packet, or a container that cannot be read on, raises
-    ``AudioError("truncated")``.
+    next decoded frame, so later audio keeps its time. One more bad packet, or a container that cannot be read on,
+    raises ``AudioError("truncated")``.
     """
     resampler = av.AudioResampler(format="fltp", layout=LAYOUTS[channels], rate=sample_rate)
-    chunks, first_time, decoded, bad, lost = [], None, 0, 0, 0.0
+    chunks, first_time, decoded = [], None, 0
     wanted = math.inf if seconds is None else round(seconds * sample_rate)
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
-        raise AudioError("unreadable", f"{path}: not a readable media file ({_short(error)})") from None
-    with container:
-        if not container.streams.audio:
-            raise AudioError("no_audio", f"{path}: has no audio stream")
+    with _open_audio(path) as container:
         stream = container.streams.audio[0]
         origin = container.start_time / av.time_base if container.start_time is not None else 0.0
         if start > 0:  # container-level seek, in AV_TIME_BASE units, on the file's timeline (which starts at origin)
             container.seek(int((start + origin) * av.time_base), backward=True)
+        packets = _TolerantPackets(container, stream, max_bad_packets, path)
         try:
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.error.FFmpegError as error:
-                    if packet.pts is None or bad >= max_bad_packets:
-                        raise AudioError("truncated", f"{path}: audio is corrupt or truncated ({_short(error)}"
-                                         + (f"; {bad} bad packets skipped before" if bad else "") + ")") from None
-                    bad, lost = bad + 1, lost + float((packet.duration or 0) * packet.time_base)
-                    continue
-                for frame in frames:
-                    if first_time is None:
-                        first_time = frame.time - origin if frame.time is not None else 0.0
-                    elif bad and frame.time is not None:  # after a refused packet: silence up to this frame's time
-                        gap = round((frame.time - origin - first_time) * sample_rate) - decoded
-                        if gap > sample_rate // 200:  # more than 5 ms (the resampler's own delay is far less)
-                            chunks.append(np.zeros((channels, gap), np.float32))
-                            decoded += gap
-                    for out in resampler.resample(frame):
-                        chunks.append(out.to_ndarray())
-                        decoded += chunks[-1].shape[1]
-                if first_time is not None and decoded >= round((start - first_time) * sample_rate) + wanted:
+            for frame in packets.frames():
+                if first_time is None:
+                    first_time = frame.time - origin if frame.time is not None else 0.0
+                elif packets.bad and frame.time is not None:  # after a refused packet: silence up to this frame
+                    gap = round((frame.time - origin - first_time) * sample_rate) - decoded
+                    if gap > sample_rate // 200:  # more than 5 ms (the resampler's own delay is far less)
+                        chunks.append(np.zeros((channels, gap), np.float32))
+                        decoded += gap
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray())
+                    decoded += chunks[-1].shape[1]
+                if decoded >= round((start - first_time) * sample_rate) + wanted:
                     break
             chunks.extend(out.to_ndarray() for out in resampler.resample(None))  # flush the resampler
         except av.error.FFmpegError as error:  # the container itself cannot be read on
@@ -145,7 +131,41 @@ def decode_audio_counted(path: str | Path, sample_rate: int, channels: int = 1, 
     audio = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
     skip = max(0, round((start - (first_time or 0.0)) * sample_rate))  # decoding starts at a packet before `start`
     end = None if seconds is None else skip + wanted
-    return DecodedAudio(np.ascontiguousarray(audio[:, skip:end], dtype=np.float32), bad, lost)
+    return DecodedAudio(np.ascontiguousarray(audio[:, skip:end], dtype=np.float32), packets.bad, packets.lost)
+
+
+def _open_audio(path: str | Path) -> av.container.InputContainer:
+    """The file opened for its first audio track (``AudioError`` when it is not readable or has none)."""
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise AudioError("unreadable", f"{path}: not a readable media file ({_short(error)})") from None
+    if not container.streams.audio:
+        container.close()
+        raise AudioError("no_audio", f"{path}: has no audio stream")
+    return container
+
+
+class _TolerantPackets:
+    """The decoded frames of one stream, packet by packet, skipping up to ``limit`` packets the decoder refuses
+    (``bad`` counts them, ``lost`` adds up the seconds they stood for)."""
+
+    def __init__(self, container, stream, limit: int, path: str | Path):
+        self.container, self.stream, self.limit, self.path = container, stream, limit, path
+        self.bad, self.lost = 0, 0.0
+
+    def frames(self):
+        for packet in self.container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as error:
+                if packet.pts is None or self.bad >= self.limit:
+                    skipped = f"; {self.bad} bad packets skipped before" if self.bad else ""
+                    raise AudioError("truncated", f"{self.path}: audio is corrupt or truncated "
+                                                  f"({_short(error)}{skipped})") from None
+                self.bad, self.lost = self.bad + 1, self.lost + float((packet.duration or 0) * packet.time_base)
+                continue
+            yield from frames
 
 
 def audio_track_seconds(path: str | Path) -> float | None:
