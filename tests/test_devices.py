@@ -392,3 +392,36 @@ def test_fast_generation_computes_in_the_dtype_of_half_precision_weights():
     assert FastDecoder(model.decoder).dtype == torch.bfloat16
     wav = model.generate([features()], 0.2, seed=0)
     assert wav.dtype == torch.float32 and torch.isfinite(wav).all()
+
+
+def test_generate_hands_its_waveform_back_on_the_cpu(spectral_config, on_meta):
+    """Callers (eval.py, the tools) call ``.numpy()`` on what ``generate`` returns."""
+    model = meta_model(spectral_config).eval()
+    model.codec = SilentCodec(model.codec)
+    wav = reaches(lambda: model.generate([features(0.3)], 0.3, seed=0))
+    assert wav is None or wav.device.type == "cpu"  # on meta the copy back is the honest boundary
+
+
+def test_the_sampling_generator_is_made_on_the_models_device(monkeypatch):
+    """PyTorch has no meta generator (the device fixture stubs it), so this checks the call itself."""
+    import common.device as device
+
+    made = []
+
+    class Recorder:
+        def __init__(self, device=None):
+            made.append(device)
+
+        def manual_seed(self, seed):
+            return self
+
+    monkeypatch.setattr(device.torch, "Generator", Recorder)
+    device.seeded_generator(torch.device("cuda", 1), 7)
+    assert made == [torch.device("cuda", 1)]
+
+
+def test_checkpoint_loads_of_the_decoder_ask_for_the_placements_dtype(spectral_config):
+    from model.decoder import _load_options
+
+    gpu_bf16 = Placement(torch.device("cuda", 0), "bf16", torch.bfloat16, torch.bfloat16, "none", "float32", "bf16")
+    assert _load_options(spectral_config.decoder.__class__(), gpu_bf16) == {"dtype": torch.bfloat16}
