@@ -43,7 +43,9 @@ def on_meta(monkeypatch):
     import model.v2m as v2m
 
     monkeypatch.setattr(masking, "_ignore_bidirectional_mask_sdpa", lambda *args, **kwargs: False)
-    monkeypatch.setattr(v2m, "seeded_generator", lambda device, seed: None)
+    asked = []  # the devices generation asked generators for (PyTorch has none for meta, so none is made)
+    monkeypatch.setattr(v2m, "seeded_generator", lambda device, seed: asked.append(device))
+    return asked
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +153,7 @@ def test_fast_generation_with_guidance_and_a_prompt_runs_on_the_device(spectral_
     codes = model.generate_codes([features()], 0.5, seed=0, guidance_scale=3.0, prompt=prompt)
     assert codes.shape == (1, 4, 25) and codes.device == META
     codes = model.generate_codes([features()], 0.5, seed=0, unconditional=True)
-    assert codes.device == META
+    assert codes.device == META and on_meta == [META, META]  # samplers draw on the probabilities' device
 
 
 def test_the_transformers_stepping_path_and_stock_generate_run_on_the_device(spectral_config, on_meta):
