@@ -310,8 +310,8 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
+        if type(None) in options and (value is None or (isinstance(value, str) and value.lower() == "none")):
+            return None  # "none" on the command line empties an optional field; a str field keeps the word
         errors = []
         for option in options:
             if option is type(None):
@@ -402,7 +402,5 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: value is not valid YAML") from None
-        if isinstance(value, str) and value.lower() in ("none", "null"):
-            value = None
         data.setdefault(parts[0], {})[parts[1]] = value
     return data

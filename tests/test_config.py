@@ -26,6 +26,16 @@ def test_overrides_parse_values_as_yaml():
     assert config.fusion.use_motion is False and config.semantic.pretrained is None
 
 
+@pytest.mark.parametrize("word", ["none", "None", "null"])
+def test_none_on_the_command_line_empties_optional_fields_and_stays_a_word_elsewhere(word):
+    """``decoder.quantization=none`` is the documented way to turn quantization off (a str field whose values
+    include the word); the same word empties an optional field. The GPU check's CUDA tests tripped on this."""
+    config = load_config("tiny", [f"decoder.random_init={word}", "decoder.base=somewhere",
+                                  "decoder.quantization=none", f"semantic.pretrained={word}"])
+    assert config.decoder.random_init is None and config.semantic.pretrained is None
+    assert config.decoder.quantization == "none"
+
+
 @pytest.mark.parametrize("data, message", [
     ({"fusion": {"dfuse": 3}}, "unknown config key"),
     ({"fusoin": {}}, "unknown config section"),
