@@ -285,11 +285,13 @@ def test_quantized_loads_name_the_device(spectral_config):
 def test_checkpoints_keep_the_cuda_generator_of_each_process(monkeypatch):
     from training import checkpoint
 
-    calls = []
-    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device=None: torch.tensor([7, 7], dtype=torch.uint8))
+    calls, asked = [], []
+    monkeypatch.setattr(torch.cuda, "get_rng_state",
+                        lambda device="cuda": asked.append(device) or torch.tensor([7, 7], dtype=torch.uint8))
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device=None: calls.append((state.tolist(), device)))
     state = checkpoint.rng_state(torch.device("cuda", 1))
     assert set(state) == {"torch", "cuda"}
+    assert asked == [torch.device("cuda", 1)]  # this process's GPU, not the current one (cuda:0 on every rank)
     checkpoint.restore_rng(state, torch.device("cuda", 1))
     assert calls == [([7, 7], torch.device("cuda", 1))]
     assert set(checkpoint.rng_state(torch.device("cpu"))) == {"torch"}
