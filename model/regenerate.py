@@ -12,8 +12,9 @@ In samples of the music (``hop`` = samples per codec frame; every edge but the e
     [j+f, S)    the original, sample for sample
 
 ``b`` is ``start`` rounded to a codec frame; ``j`` is the first beat of the original at or after ``end`` (librosa's
-beat tracker), so the hand-back lands on the old music's beat grid instead of anywhere inside a beat, and ``f`` is
-one beat period, so the old music is whole again on the next beat. No beat found: ``j`` is ``end`` itself.
+beat tracker; past the last tracked beat, the grid is carried on at its median period), so the hand-back lands on
+the old music's beat grid instead of anywhere inside a beat, and ``f`` is one beat period, so the old music is whole
+again on the next beat. Fewer than two beats found: ``j`` is ``end`` itself.
 
 The range is generated like a long video (``model.long_form``): windows of ``window_seconds``, the first continuing
 the original's codes (re-encoded with ``model.codec``), the next ones the previous window's. The new music is scaled
@@ -89,19 +90,24 @@ def beat_samples(music: np.ndarray, rate: int, around: float) -> np.ndarray:
     stretch = music[first:round((around + BEAT_CONTEXT_SECONDS) * rate)]
     if stretch.size < rate // 4 or not np.any(stretch):
         return np.zeros(0, np.int64)
-    _, beats = librosa.beat.beat_track(y=stretch, sr=rate, units="samples")
+    # trim=False: keep the beats of quiet stretches at the edges too (trimmed, a quiet ending has no grid at all)
+    _, beats = librosa.beat.beat_track(y=stretch, sr=rate, units="samples", trim=False)
     return np.asarray(beats, np.int64) + first
 
 
 def end_join(music: np.ndarray, rate: int, end: float) -> tuple[int, int]:
     """(join, fade) in samples: the first beat at or after ``end`` and one beat period (clipped to
-    ``END_FADE_SECONDS``); ``end`` itself and ``NO_BEAT_FADE_SECONDS`` when no beat is found there. The fade is cut
-    to the music that is left; one shorter than 2 samples means the new music runs to the end."""
-    beats = beat_samples(music, rate, end)
-    later = beats[beats >= round(end * rate)]
-    join = int(later[0]) if later.size else round(end * rate)
-    period = float(np.median(np.diff(beats))) / rate if beats.size >= 2 and later.size else NO_BEAT_FADE_SECONDS
-    fade = min(round(float(np.clip(period, *END_FADE_SECONDS)) * rate), music.shape[0] - join)
+    ``END_FADE_SECONDS``). Past the last tracked beat the grid goes on at the median period; with fewer than two
+    beats, ``end`` itself and ``NO_BEAT_FADE_SECONDS``. The fade is cut to the music that is left; one shorter than 2
+    samples means the new music runs to the end."""
+    beats, end_sample = beat_samples(music, rate, end), round(end * rate)
+    if beats.size < 2:
+        join, period = end_sample, NO_BEAT_FADE_SECONDS * rate
+    else:
+        period = float(np.median(np.diff(beats)))
+        later = beats[beats >= end_sample]
+        join = int(later[0]) if later.size else int(beats[-1] + math.ceil((end_sample - beats[-1]) / period) * period)
+    fade = min(round(float(np.clip(period / rate, *END_FADE_SECONDS)) * rate), music.shape[0] - join)
     return (join, fade) if fade >= 2 else (music.shape[0], 0)
 
 

@@ -74,6 +74,9 @@ def test_plans_and_splices_at_the_edges():
     assert (plan.prompt_start, plan.start, plan.prompt_frames) == (0, 0, 0)  # from the very start: no prompt
     assert plan_regeneration(music, RATE, HOP, 0.3, 1.1, 25).prompt_frames == 15  # only what exists before
     assert end_join(music, RATE, 3.0) == (len(music), 0)  # to the very end: no fade, the new music runs out
+    ending = 0.5 * decaying_hits([t for t in BEATS if t < 1.5], 3.0, RATE)  # hits stop at 1.25 s
+    join, fade = end_join(ending, RATE, 2.1)
+    assert abs(join / RATE - 2.25) < 0.04 and abs(fade / RATE - 0.5) < 0.04  # the grid goes on after the last hit
     quiet = np.zeros(3 * RATE, np.float32)
     assert end_join(quiet, RATE, 1.3) == (round(1.3 * RATE), RATE // 2)  # no beats: END itself, half a second
     new = torch.full((len(music),), 2.0)
