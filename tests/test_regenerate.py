@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from model.regenerate import end_join, plan_regeneration, regenerate_range, splice
+from model.regenerate import end_join, fitted_gain, plan_regeneration, regenerate_range, splice
 from tests.conftest import decaying_hits, write_video
 
 RATE, HOP = 32000, 640
@@ -37,7 +37,8 @@ def test_the_range_is_new_the_rest_is_the_original_and_the_end_join_is_on_a_beat
     assert_kept_outside(edited, music, plan.changed)
     new = edited[plan.start:plan.end_join]
     assert not np.allclose(new, music[plan.start:plan.end_join], atol=1e-3) and np.abs(new).max() > 1e-3
-    assert np.abs(edited).max() <= 1.0 and np.isfinite(result.gain) and result.gain > 0
+    assert np.abs(edited).max() <= np.abs(music).max() + 1e-6  # never louder than the original's peak: no clipping
+    assert np.isfinite(result.gain) and result.gain > 0
 
 
 def test_a_long_range_is_a_chain_of_windows_the_first_continuing_the_original(tiny_model, tmp_path, monkeypatch):
@@ -86,6 +87,8 @@ def test_plans_and_splices_at_the_edges():
     assert_kept_outside(edited, music, plan.changed)
     assert edited[a] == music[a] and edited[j + f - 1] == music[j + f - 1]  # the fades' outer ends are exact
     assert np.all(edited[b:j] == 1.0)  # the new part is clipped to full scale: a WAV writer never rescales
+    loud, peak_half = torch.tensor([0.0, -0.8]), torch.tensor([0.1, -0.5])
+    assert fitted_gain(2.0, loud, peak_half) == pytest.approx(0.625) and fitted_gain(0.5, loud, peak_half) == 0.5
 
 
 def _main(*args: str) -> None:
