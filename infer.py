@@ -119,6 +119,13 @@ def check_settings(guidance_scale: float | None, max_seconds: float | None, wind
         raise UserError(f"--overlap-seconds must be >= 0 and shorter than --window-seconds, got {overlap_seconds}")
 
 
+def check_window(model, window_seconds: float) -> None:
+    """A window is no longer than the loaded model generates at once."""
+    if window_seconds > model.generation.max_seconds:
+        raise UserError(f"--window-seconds {window_seconds:g} is longer than this model generates at once "
+                        f"(its generation.max_seconds is {model.generation.max_seconds:g})")
+
+
 def load_model(args: argparse.Namespace):
     from common.device import placement_for
     from model.v2m import DEFAULT_MODEL, VideoToMusic, default_model_is_trained
@@ -184,9 +191,7 @@ def make_soundtrack(model, video: Path, out: Path, *, seed: int = 0, guidance_sc
 
     check_paths(video, out, wav_out)
     check_settings(guidance_scale, max_seconds, window_seconds, overlap_seconds)
-    if window_seconds > model.generation.max_seconds:
-        raise UserError(f"--window-seconds {window_seconds:g} is longer than this model generates at once "
-                        f"(its generation.max_seconds is {model.generation.max_seconds:g})")
+    check_window(model, window_seconds)
     seconds = music_seconds(video, max_seconds)
     wav = generate_long(model, video, seconds, window_seconds, overlap_seconds, seed=seed,
                         guidance_scale=guidance_scale, progress=progress)
@@ -213,9 +218,7 @@ def regenerate_soundtrack(model, video: Path, music_path: Path, start: float, en
 
     check_paths(video, out, wav_out, music_path)
     check_settings(guidance_scale, None, window_seconds, overlap_seconds)
-    if window_seconds > model.generation.max_seconds:
-        raise UserError(f"--window-seconds {window_seconds:g} is longer than this model generates at once "
-                        f"(its generation.max_seconds is {model.generation.max_seconds:g})")
+    check_window(model, window_seconds)
     music, rate = read_audio(music_path, model.sample_rate)
     check_range(start, end, len(music) / rate, video_seconds(video))
     result = regenerate_range(model, video, torch.from_numpy(music), start, end, window_seconds, overlap_seconds,
@@ -254,7 +257,8 @@ def run(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     seconds = video_seconds(args.video)  # a file that is not a video fails here, before the model loads
     if args.music is not None:
-        return regenerate(args, seconds, started)
+        regenerate(args, seconds, started)
+        return
     model = load_model(args).eval()
     result = make_soundtrack(model, args.video, args.out, seed=args.seed, guidance_scale=args.guidance_scale,
                              max_seconds=args.max_seconds, window_seconds=args.window_seconds,

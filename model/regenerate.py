@@ -120,7 +120,7 @@ def plan_regeneration(music: np.ndarray, rate: int, hop: int, start: float, end:
     prompt = min(overlap_frames, start_frame)
     join, fade = end_join(music, rate, end)
     last_frame = -(-(join + fade) // hop)
-    if last_frame <= start_frame:
+    if join < start_frame * hop or last_frame <= start_frame:
         raise UserError(f"--regenerate {start:g}:{end:g}: the range is shorter than one codec frame "
                         f"({hop / rate * 1000:g} ms)")
     return RegenerationPlan(prompt_start=(start_frame - prompt) * hop, start=start_frame * hop, end_join=join,
