@@ -3,15 +3,19 @@
     python infer.py --video IN.mp4 --out OUT.mp4 [--model DIR_OR_HUB_ID | --config PRESET] [--seed N]
                     [--guidance-scale G] [--wav-out OUT.wav] [--max-seconds S]
                     [--window-seconds 30] [--overlap-seconds 5]
+    python infer.py --video IN.mp4 --music OLD.wav --regenerate START:END --out OUT.mp4 [--wav-out NEW.wav] ...
 
 Reads top to bottom: check arguments, load the model, generate window by window (each window decodes only its own
 stretch of video and continues the previous window's music, see ``model.long_form``), write atomically.
 ``make_soundtrack`` is that job for a model already loaded: the web page (``app.py``) calls it too.
+``regenerate_soundtrack`` is the other job: new music for one range of music the user already has, the rest kept
+sample for sample (``model.regenerate``).
 Every failure a user can cause ends with a one-line ``error: ...`` on stderr and a non-zero exit.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -38,6 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance scale, >= 1 (default: the model's, about 3)")
     parser.add_argument("--wav-out", type=Path, default=None, help="also write the music alone as WAV")
+    parser.add_argument("--music", type=Path, default=None,
+                        help="existing music for the video (e.g. an earlier --wav-out); with --regenerate")
+    parser.add_argument("--regenerate", default=None, metavar="START:END",
+                        help="with --music: make new music for START:END seconds only, keeping the rest of --music "
+                             "sample for sample")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="music covers at most this many seconds from the start (default: the whole video)")
     parser.add_argument("--window-seconds", type=float, default=MAX_WINDOW_SECONDS,
@@ -52,23 +61,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse impossible requests before loading anything heavy."""
-    check_paths(args.video, args.out, args.wav_out)
+    check_paths(args.video, args.out, args.wav_out, args.music)
     check_settings(args.guidance_scale, args.max_seconds, args.window_seconds, args.overlap_seconds)
+    if (args.music is None) != (args.regenerate is None):
+        raise UserError("--music and --regenerate go together: --music OLD.wav --regenerate START:END")
+    if args.music is not None and args.max_seconds is not None:
+        raise UserError("--max-seconds does not apply with --music: the output keeps the length of --music")
+    if args.regenerate is not None:
+        parse_range(args.regenerate)
 
 
-def check_paths(video: Path, out: Path, wav_out: Path | None = None) -> None:
-    """The input exists and is a file; the outputs are new paths in existing folders, never the input."""
+def parse_range(text: str) -> tuple[float, float]:
+    """``"12.5:20"`` -> (12.5, 20.0) seconds; a malformed, empty or reversed range is a one-line ``UserError``."""
+    from model.regenerate import check_range
+
+    parts = text.split(":")
+    try:
+        start, end = (float(part) for part in parts)
+    except ValueError:
+        raise UserError(f"--regenerate must be START:END in seconds (like 12.5:20), got {text!r}") from None
+    check_range(start, end, music_seconds=math.inf)
+    return start, end
+
+
+def check_paths(video: Path, out: Path, wav_out: Path | None = None, music: Path | None = None) -> None:
+    """The inputs exist and are files; the outputs are new paths in existing folders, never an input."""
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out must end in .mp4, got {out}")
-    if not video.exists():
-        raise UserError(f"{video}: no such file")
-    if video.is_dir():
-        raise UserError(f"{video}: is a directory, not a video file")
+    for given, what in filter(lambda pair: pair[0] is not None, ((video, "video"), (music, "music"))):
+        if not given.exists():
+            raise UserError(f"{given}: no such file")
+        if given.is_dir():
+            raise UserError(f"{given}: is a directory, not a {what} file")
     if wav_out is not None and wav_out.resolve() == out.resolve():
         raise UserError(f"--wav-out and --out are the same file ({out}): one would overwrite the other")
     for path in filter(None, (out, wav_out)):
         if path.resolve() == video.resolve():
             raise UserError(f"{path} is the input video: choose another output path (the input is never overwritten)")
+        if music is not None and path.resolve() == music.resolve():
+            raise UserError(f"{path} is the input music: choose another output path (the input is never overwritten)")
         if path.exists() and path.is_dir():
             raise UserError(f"{path}: is a directory")
         if not path.parent.is_dir():
@@ -86,6 +117,13 @@ def check_settings(guidance_scale: float | None, max_seconds: float | None, wind
         raise UserError(f"--window-seconds must be in (0, {MAX_WINDOW_SECONDS:g}], got {window_seconds}")
     if not 0 <= overlap_seconds < window_seconds:
         raise UserError(f"--overlap-seconds must be >= 0 and shorter than --window-seconds, got {overlap_seconds}")
+
+
+def check_window(model, window_seconds: float) -> None:
+    """A window is no longer than the loaded model generates at once."""
+    if window_seconds > model.generation.max_seconds:
+        raise UserError(f"--window-seconds {window_seconds:g} is longer than this model generates at once "
+                        f"(its generation.max_seconds is {model.generation.max_seconds:g})")
 
 
 def load_model(args: argparse.Namespace):
@@ -134,9 +172,10 @@ class Soundtrack:
 
     video: Path  # the mp4 with the new music
     wav: Path | None  # the music alone, when asked for
-    seconds: float  # music length (the video's, or the cap)
+    seconds: float  # music length (the video's, or the cap; with --music, that music's)
     music: np.ndarray
     sample_rate: int
+    plan: object | None = None  # regenerate_soundtrack: where the edit sits (``model.regenerate.RegenerationPlan``)
 
 
 def make_soundtrack(model, video: Path, out: Path, *, seed: int = 0, guidance_scale: float | None = None,
@@ -147,29 +186,64 @@ def make_soundtrack(model, video: Path, out: Path, *, seed: int = 0, guidance_sc
     Generates window by window (``model.long_form``), then writes ``out`` (the video with the music) and
     ``wav_out`` atomically: a failure leaves no output and no temporary file behind.
     """
-    from common.files import temporary_sibling
-    from media.audio import peak_normalise, write_wav
-    from media.mux import mux_music
+    from media.audio import peak_normalise
     from model.long_form import generate_long
 
     check_paths(video, out, wav_out)
     check_settings(guidance_scale, max_seconds, window_seconds, overlap_seconds)
-    if window_seconds > model.generation.max_seconds:
-        raise UserError(f"--window-seconds {window_seconds:g} is longer than this model generates at once "
-                        f"(its generation.max_seconds is {model.generation.max_seconds:g})")
+    check_window(model, window_seconds)
     seconds = music_seconds(video, max_seconds)
     wav = generate_long(model, video, seconds, window_seconds, overlap_seconds, seed=seed,
                         guidance_scale=guidance_scale, progress=progress)
     music = peak_normalise(wav.numpy())
+    write_outputs(video, out, wav_out, music, model.sample_rate)
+    return Soundtrack(out, wav_out, seconds, music, model.sample_rate)
+
+
+def regenerate_soundtrack(model, video: Path, music_path: Path, start: float, end: float, out: Path, *,
+                          seed: int = 0, guidance_scale: float | None = None,
+                          window_seconds: float = MAX_WINDOW_SECONDS, overlap_seconds: float = 5.0,
+                          wav_out: Path | None = None, progress: bool = True) -> Soundtrack:
+    """New music for ``[start, end)`` s of ``music_path`` (``model.regenerate``), the rest kept sample for sample.
+
+    The output is as long as the music, not the video: the promise is that the music outside the range is the
+    user's own, so nothing is cut or padded. It is not peak-normalised either (that would change every sample); the
+    new part is put at the original's level instead. Written as ``make_soundtrack`` writes, in a WAV format that
+    holds the music as read (``media.audio.lossless_subtype``).
+    """
+    import torch
+
+    from media.audio import lossless_subtype, read_audio
+    from model.regenerate import check_range, regenerate_range
+
+    check_paths(video, out, wav_out, music_path)
+    check_settings(guidance_scale, None, window_seconds, overlap_seconds)
+    check_window(model, window_seconds)
+    music, rate = read_audio(music_path, model.sample_rate)
+    check_range(start, end, len(music) / rate, video_seconds(video))
+    result = regenerate_range(model, video, torch.from_numpy(music), start, end, window_seconds, overlap_seconds,
+                              seed=seed, guidance_scale=guidance_scale, progress=progress)
+    edited = result.music.numpy()
+    write_outputs(video, out, wav_out, edited, rate, lossless_subtype(music_path, rate))
+    return Soundtrack(out, wav_out, len(edited) / rate, edited, rate, result.plan)
+
+
+def write_outputs(video: Path, out: Path, wav_out: Path | None, music: np.ndarray, rate: int,
+                  subtype: str = "PCM_16") -> None:
+    """``out`` (the video with ``music`` [S]) and ``wav_out``, atomically: a failure leaves no output and no
+    temporary file behind."""
+    from common.files import temporary_sibling
+    from media.audio import write_wav
+    from media.mux import mux_music
+
     tmp_wav = temporary_sibling(out, ".wav")
     try:
-        write_wav(tmp_wav, music, model.sample_rate)
+        write_wav(tmp_wav, music, rate, subtype)
         mux_music(video, tmp_wav, out)
         if wav_out is not None:
-            write_wav(wav_out, music, model.sample_rate)
+            write_wav(wav_out, music, rate, subtype)
     finally:
         tmp_wav.unlink(missing_ok=True)
-    return Soundtrack(out, wav_out, seconds, music, model.sample_rate)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -181,12 +255,34 @@ def run(args: argparse.Namespace) -> None:
     check_args(args)
     quiet_libraries()
     started = time.perf_counter()
-    video_seconds(args.video)  # a file that is not a video fails here, before the model loads
+    seconds = video_seconds(args.video)  # a file that is not a video fails here, before the model loads
+    if args.music is not None:
+        regenerate(args, seconds, started)
+        return
     model = load_model(args).eval()
     result = make_soundtrack(model, args.video, args.out, seed=args.seed, guidance_scale=args.guidance_scale,
                              max_seconds=args.max_seconds, window_seconds=args.window_seconds,
                              overlap_seconds=args.overlap_seconds, wav_out=args.wav_out, progress=True)
     print(f"wrote {args.out} ({result.seconds:.1f} s of music, seed {args.seed}) in "
+          f"{time.perf_counter() - started:.1f} s")
+
+
+def regenerate(args: argparse.Namespace, video_length: float, started: float) -> None:
+    """``--music --regenerate``: check the range against the music and the video before loading the model."""
+    from media.audio import read_audio
+    from model.regenerate import check_range
+
+    start, end = parse_range(args.regenerate)
+    music, rate = read_audio(args.music)  # an unreadable file fails here, in one line
+    check_range(start, end, len(music) / rate, video_length)
+    model = load_model(args).eval()
+    result = regenerate_soundtrack(model, args.video, args.music, start, end, args.out, seed=args.seed,
+                                   guidance_scale=args.guidance_scale, window_seconds=args.window_seconds,
+                                   overlap_seconds=args.overlap_seconds, wav_out=args.wav_out, progress=True)
+    plan, rate = result.plan, result.sample_rate
+    print(f"wrote {args.out} ({result.seconds:.1f} s of music; new from {plan.start / rate:.2f} s, back to "
+          f"{args.music.name} at {plan.end_join / rate:.2f} s over {plan.end_fade / rate:.2f} s; changed "
+          f"{plan.changed[0] / rate:.2f}-{plan.changed[1] / rate:.2f} s; seed {args.seed}) in "
           f"{time.perf_counter() - started:.1f} s")
 
 

@@ -219,6 +219,23 @@ def peak_normalise(wav: np.ndarray, peak_db: float = -1.0) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- writing
 
 
+def lossless_subtype(path: str | Path, sample_rate: int) -> str:
+    """The WAV subtype that stores what ``read_audio(path, sample_rate)`` returned, bit for bit, when it can.
+
+    A mono file at ``sample_rate`` in 16- or 24-bit PCM or 32-bit float reads as float32 values that write back to
+    the same file values in that subtype; anything else (other rates, channels, codecs) was converted on reading,
+    so it is stored as float, which keeps every bit of the conversion.
+    """
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return "FLOAT"
+    if info.channels == 1 and info.samplerate == sample_rate and info.subtype in ("PCM_16", "PCM_24", "FLOAT"):
+        return info.subtype
+    return "FLOAT"
+
+
+
 def write_wav(path: str | Path, wav: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
     """Write float mono [S] as a WAV (16-bit PCM, or ``subtype="FLOAT"`` to keep every bit) via temp + rename.
 

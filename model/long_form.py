@@ -99,14 +99,37 @@ def generate_long(model, video: str | Path, seconds: float, window_seconds: floa
                   progress: bool = False) -> torch.Tensor:
     """Music for the first ``seconds`` of ``video``: float32 [round(seconds x sample_rate)] on the CPU.
 
-    Window i samples with seed ``seed + i``, so the same seed gives the same music. Each window's audio stays on
-    the model's device until its join is made, then moves to the CPU, so device memory does not grow with length.
+    Window i samples with seed ``seed + i``, so the same seed gives the same music.
+    """
+    windows = plan_windows(max(1, round(seconds * model.frame_rate)), round(window_seconds * model.frame_rate),
+                           round(overlap_seconds * model.frame_rate))
+    music = join_windows(model, video, windows, seed=seed, guidance_scale=guidance_scale, progress=progress)
+    return music[:round(seconds * model.sample_rate)]  # the codes cover whole frames: at least ``samples`` long
+
+
+def shift_windows(windows: list[Window], offset: int, first_prompt: int) -> list[Window]:
+    """``plan_windows``' plan moved to start at frame ``offset``, its first window continuing ``first_prompt`` frames
+    of music that is already there (``model.regenerate`` continues the user's music this way)."""
+    shifted = [Window(w.start + offset, w.end + offset, w.prompt) for w in windows]
+    if not 0 <= first_prompt < shifted[0].frames:
+        raise ValueError(f"a first prompt of {first_prompt} frames does not fit a window of {shifted[0].frames}")
+    return [Window(shifted[0].start, shifted[0].end, first_prompt), *shifted[1:]]
+
+
+@torch.no_grad()
+def join_windows(model, video: str | Path, windows: list[Window], seed: int = 0, guidance_scale: float | None = None,
+                 previous: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
+    """The windows' music joined: float32 [(windows[-1].end - windows[0].start) x samples per frame] on the CPU.
+
+    ``previous`` [1, K, T'] holds the codes the first window continues (its last ``windows[0].prompt`` frames); the
+    first window's audio is returned whole, prompt included, for the caller to join to what came before. Window i
+    samples with seed ``seed + i``. Each window's audio stays on the model's device until its join is made, then
+    moves to the CPU, so device memory does not grow with length.
     """
     was_training = model.training
     model.eval()
-    rate, hop = model.frame_rate, samples_per_frame(model)
-    windows = plan_windows(max(1, round(seconds * rate)), round(window_seconds * rate), round(overlap_seconds * rate))
-    done, tail, codes = [], None, None  # finished audio pieces; the last window's audio (its overlap still to fade)
+    hop = samples_per_frame(model)
+    done, tail, codes = [], None, previous  # finished audio pieces; the last window's audio (its overlap to fade)
     for index, window in enumerate(tqdm(windows, desc="windows", unit="window", disable=not progress)):
         codes = window_codes(model, video, window, codes, seed + index, guidance_scale)
         wav = decode_window(model, codes)
@@ -118,5 +141,4 @@ def generate_long(model, video: str | Path, seconds: float, window_seconds: floa
             done.append(tail.cpu())
         tail = wav
     model.train(was_training)
-    music = torch.cat([*done, tail.cpu()])  # the codes cover whole frames: at least ``samples`` long
-    return music[:round(seconds * model.sample_rate)]
+    return torch.cat([*done, tail.cpu()])
