@@ -28,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry, no version check
 
-from common.cli import add_device_arguments, quiet_libraries, run_cli, user_error_line  # noqa: E402
+from common.cli import OneLineParser, add_device_arguments, quiet_libraries, run_cli, user_error_line  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from infer import MAX_WINDOW_SECONDS, load_model, make_soundtrack, video_seconds  # noqa: E402
 
@@ -49,7 +49,7 @@ class PageSettings:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Serve a web page that puts music on uploaded videos.")
+    parser = OneLineParser(description="Serve a web page that puts music on uploaded videos.")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", default=None, help="trained model: a save_pretrained folder or a Hub repo id "
                                                         "(default: the project's default model)")

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common.cli import add_device_arguments, quiet_libraries, run_cli
+from common.cli import OneLineParser, add_device_arguments, quiet_libraries, run_cli
 from common.errors import UserError
 
 MAX_WINDOW_SECONDS = 30.0  # MusicGen's training length; longer windows leave what the decoder has seen
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Generate background music for a video.")
+    parser = OneLineParser(description="Generate background music for a video.")
     parser.add_argument("--video", required=True, type=Path, help="input video file")
     parser.add_argument("--out", required=True, type=Path, help="output .mp4: the input video with the new music")
     source = parser.add_mutually_exclusive_group()

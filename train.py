@@ -13,12 +13,12 @@ import argparse
 import json
 from pathlib import Path
 
-from common.cli import add_device_arguments, quiet_libraries, run_cli
+from common.cli import OneLineParser, add_device_arguments, quiet_libraries, run_cli
 from common.errors import UserError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train the video-to-music fusion + LoRA adapters.")
+    parser = OneLineParser(description="Train the video-to-music fusion + LoRA adapters.")
     parser.add_argument("--config", required=True, help="preset name (tiny, small, medium, demo) or YAML path")
     parser.add_argument("--dataset", default=None, help="dataset folder (overrides train.dataset)")
     parser.add_argument("--output-dir", default=None, help="run folder (overrides train.output_dir)")

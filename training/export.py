@@ -6,16 +6,15 @@ The checkpoint's ``state.json`` holds the full config, so the frozen parts are r
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from common.cli import quiet_libraries, run_cli
+from common.cli import OneLineParser, quiet_libraries, run_cli
 from common.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Export a training checkpoint with save_pretrained.")
+    parser = OneLineParser(description="Export a training checkpoint with save_pretrained.")
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--debug", action="store_true")

@@ -21,14 +21,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from common.cli import add_device_arguments, quiet_libraries, run_cli
+from common.cli import OneLineParser, add_device_arguments, quiet_libraries, run_cli
 from common.errors import UserError
 
 AUDIO_SUFFIXES = (".wav", ".ogg", ".flac", ".mp3")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Pretrain the demo decoder on music alone.")
+    parser = OneLineParser(description="Pretrain the demo decoder on music alone.")
     parser.add_argument("--config", required=True, help="preset (demo) or YAML path; decoder.codec must be set")
     parser.add_argument("--dataset", required=True, help="clip dataset folder: its train split's music is used")
     parser.add_argument("--extra-music", nargs="*", default=[], help="more folders of audio files (any length)")
