@@ -18,6 +18,8 @@ SECTIONS = ("generation", "scaling", "features", "training", "sizes", "qlora")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from common.cli import OneLineParser, add_device_arguments
+
     parser = OneLineParser(prog="python -m bench", description="Speed and memory against plain MusicGen "
                                      "and the issue's goals (real sizes, random weights).")
     parser.add_argument("--preset", default="small", help="tiny, small or medium (default small)")
@@ -40,8 +42,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video-seconds", type=float, default=30.0, help="test video length (default 30)")
     parser.add_argument("--video-size", default="1280x720", help="test video size (default 1280x720, 24 fps)")
     parser.add_argument("--skip", default="", help=f"sections to skip, comma-separated: {', '.join(SECTIONS)}")
-    from common.cli import OneLineParser, add_device_arguments
-
     add_device_arguments(parser)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
