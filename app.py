@@ -331,8 +331,8 @@ def build_app(model, settings: PageSettings = PageSettings()):
                                            interactive=False)
         button.click(generate, [video_in, seed, guidance, cap, window, overlap],
                      [video_out, wav_out, picture, summary], api_name="generate", concurrency_id=GENERATION)
-        reuse.click(lambda video, wav: (video, wav), [video_out, wav_out], [edit_video, edit_music], queue=False,
-                    api_visibility="private")
+        # in the browser only: gr.File as a server-side input leaves an empty temporary file in the cache per call
+        reuse.click(None, [video_out, wav_out], [edit_video, edit_music], js="(video, wav) => [video, wav]")
         edit_button.click(regenerate, [edit_video, edit_music, start, end, edit_seed, guidance, window, overlap],
                           [edit_video_out, edit_wav_out, edit_summary_out], api_name="regenerate",
                           concurrency_id=GENERATION)

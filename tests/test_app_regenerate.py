@@ -118,3 +118,15 @@ def test_a_bad_music_file_gets_the_cli_line_and_is_deleted(page, tmp_path, capsy
     assert refusal(page, video, music, 1.0, 2.0, tmp_path / "downloads") == expected
     assert left_by_requests(page, kept_uploads=KEPT) == []  # notes.wav is gone
     assert files_under(page.temp_dir) == []
+
+
+def test_both_jobs_share_the_queue_and_its_concurrency(page):
+    jobs = {fn.api_name: fn for fn in page.demo.fns.values() if fn.api_name in ("generate", "regenerate")}
+    assert len(jobs) == 2 and jobs["generate"].concurrency_id == jobs["regenerate"].concurrency_id
+    assert {fn.concurrency_limit for fn in jobs.values()} == {"default"}  # --concurrency, for both together
+
+
+def test_stopping_the_page_leaves_no_file_behind(page):
+    page.demo.close()  # what Ctrl-C does; app.py then removes its whole folder
+    assert [p for p in files_under(page.gradio_dir) if p.name != "example.mp4"] == []
+    assert files_under(page.temp_dir) == []
