@@ -155,7 +155,8 @@ def edit_summary(plan, rate: int, music_name: str) -> str:
 
 
 class Soundtracks:
-    """The page's one job: a request in, three files out (video with music, WAV, picture) in a fresh folder."""
+    """The page's two jobs, each request's files in a fresh folder: ``generate`` (video with music, WAV, picture)
+    and ``regenerate`` (one range of a soundtrack made anew: video with the changed music, WAV)."""
 
     def __init__(self, model, settings: PageSettings, results: Path):
         self.model, self.settings, self.results = model, settings, results
