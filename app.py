@@ -1,4 +1,5 @@
-"""A web page to try the model: upload a video (or take the bundled example), get it back with music.
+"""A web page to try the model: upload a video (or take the bundled example), get it back with music; then, if
+one part of that music should change, make that part anew and keep the rest.
 
     python app.py [--model DIR_OR_HUB_ID | --config PRESET] [--host 127.0.0.1] [--port 7860] [--concurrency 1]
                   [--queue-size 16] [--max-video-seconds 60] [--max-upload-mb 100] [--keep-minutes 60]
@@ -6,8 +7,9 @@
 Why Gradio: it is how people in this field try a model first (MusicGen's, VidMuse's and MMAudio's demos are Gradio
 pages), and it brings the queue, progress bars, uploads and a client for scripts (``gradio_client``).
 
-Generation is ``infer.make_soundtrack``, the CLI's own code, on one model loaded at start. Requests wait in a queue
-(``--concurrency`` generations at a time, 1 by default). A bad upload is answered with the CLI's one-line
+Generation is ``infer.make_soundtrack``, the CLI's own code, on one model loaded at start; "change one part of the
+music" is ``infer.regenerate_soundtrack`` (``infer.py --music --regenerate``). Requests of both kinds wait in one
+queue (``--concurrency`` generations at a time, 1 by default). A bad upload or range is answered with the CLI's one-line
 ``error: ...`` message (``cli.user_error_line``), naming the file as the user called it. Every server run has its
 own temporary folder (uploads, results), removed when it stops; a failed request leaves no file behind, and results
 are deleted ``--keep-minutes`` after they were made.
@@ -15,7 +17,6 @@ are deleted ``--keep-minutes`` after they were made.
 from __future__ import annotations
 
 import argparse
-import html
 import logging
 import os
 import re
@@ -30,9 +31,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no teleme
 
 from common.cli import OneLineParser, add_device_arguments, quiet_libraries, run_cli, user_error_line  # noqa: E402
 from common.errors import UserError  # noqa: E402
-from infer import MAX_WINDOW_SECONDS, load_model, make_soundtrack, video_seconds  # noqa: E402
+from infer import MAX_WINDOW_SECONDS, load_model, make_soundtrack, regenerate_soundtrack, video_seconds  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent / "examples" / "example.mp4"
+GENERATION = "generation"  # the concurrency group of both jobs: --concurrency counts them together
 PICTURE_FLOW_WIDTH = 160  # motion peaks for the picture: flow on frames this wide (AV-Align's, rescaled; fast)
 log = logging.getLogger("app")
 
@@ -110,10 +112,20 @@ def forget_upload(upload: Path) -> None:
         path.parent.rmdir()
 
 
-def shown_line(error: BaseException, upload: Path | None) -> str:
-    """The one line the page shows: the CLI's, with the server's upload path replaced by the file's own name."""
+def shown_line(error: BaseException, *uploads: Path | None) -> str:
+    """The one line the page shows: the CLI's, with the server's upload paths replaced by the files' own names."""
     line = user_error_line(error) or f"error: unexpected {type(error).__name__} (the server log has the details)"
-    return line.replace(str(upload), upload.name) if upload is not None else line
+    for upload in filter(None, uploads):
+        line = line.replace(str(upload), upload.name)
+    return line
+
+
+def page_error(line: str):
+    """``gr.Error`` showing ``line``. The toast renders HTML, so ``&`` and ``<`` are escaped; nothing else is (``>``
+    and quotes are plain text in HTML), so API clients read the CLI's line, ``>=`` included."""
+    import gradio as gr
+
+    return gr.Error(line.replace("&", "&amp;").replace("<", "&lt;"), duration=None, print_exception=False)
 
 
 def draw_picture(path: Path, video: Path, music, sample_rate: int, clip: str, title: str) -> None:
@@ -132,8 +144,19 @@ def safe_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).stem)[:80] or "video"
 
 
+def edit_summary(plan, rate: int, music_name: str) -> str:
+    """Where an edit sits (``model.regenerate.RegenerationPlan``), in seconds, as the CLI reports it."""
+    changed = plan.changed
+    back = (f"back to {music_name} on its beat at {plan.end_join / rate:.2f} s over {plan.end_fade / rate:.2f} s"
+            if plan.end_fade else "new to the end")
+    return (f"new music from {plan.start / rate:.2f} s, {back}; changed {changed[0] / rate:.2f}-"
+            f"{changed[1] / rate:.2f} s (samples {changed[0]}-{changed[1]}), the rest is {music_name} sample for "
+            f"sample")
+
+
 class Soundtracks:
-    """The page's one job: a request in, three files out (video with music, WAV, picture) in a fresh folder."""
+    """The page's two jobs, each request's files in a fresh folder: ``generate`` (video with music, WAV, picture)
+    and ``regenerate`` (one range of a soundtrack made anew: video with the changed music, WAV)."""
 
     def __init__(self, model, settings: PageSettings, results: Path):
         self.model, self.settings, self.results = model, settings, results
@@ -166,9 +189,7 @@ class Soundtracks:
                 forget_upload(upload)
             if user_error_line(error) is None:
                 log.exception("generation failed")
-            # the toast renders HTML: escape it (quotes stay as they are, so API clients read the CLI's line)
-            raise gr.Error(html.escape(shown_line(error, upload), quote=False), duration=None,
-                           print_exception=False) from None
+            raise page_error(shown_line(error, upload)) from None
         covered = "" if result.seconds >= seconds - 1e-3 else f" (the first {result.seconds:.1f} s of {seconds:.1f} s)"
         summary = (f"{result.seconds:.1f} s of music{covered}, seed {int(seed)}, made in "
                    f"{time.perf_counter() - started:.1f} s")
@@ -182,6 +203,50 @@ class Soundtracks:
             yield str(result.video), str(result.wav), None, f"{summary}; no picture ({type(error).__name__})"
             return
         yield str(result.video), str(result.wav), str(picture), summary
+
+    def regenerate(self, video: str | None, music: str | None, start: float | None, end: float | None, seed: float,
+                   guidance_scale: float, window_seconds: float, overlap_seconds: float, progress=None):
+        """New music for ``[start, end)`` s of ``music`` (``infer.regenerate_soundtrack``): returns (mp4 path, wav
+        path, summary of where the edit sits). Refused as ``generate`` refuses: ``gr.Error("error: ...")``, the
+        CLI's line, no file left; a file that is not a usable video or audio file is deleted, a bad range keeps
+        both (the page still shows them, for another try)."""
+        if video is None or music is None:
+            raise page_error(f"error: no {'video' if video is None else 'music'}: upload one, or click "
+                             "'use the result above' after making music")
+        if start is None or end is None:
+            raise page_error("error: give the start and the end of the part to change, in seconds")
+        upload, music_file = Path(video), Path(music)
+        self.results.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="request-", dir=self.results))
+        started, checked = time.perf_counter(), False
+        stem = re.sub(r"(_edited)?_with_music$", "", safe_stem(upload.name)) + "_edited"
+        try:
+            check_upload(upload, self.settings)
+            checked = True
+            if progress is not None:
+                progress(0.0, desc="regenerating")
+            result = regenerate_soundtrack(self.model, upload, music_file, float(start), float(end),
+                                           folder / f"{stem}_with_music.mp4", seed=int(seed),
+                                           guidance_scale=guidance_scale, window_seconds=window_seconds,
+                                           overlap_seconds=overlap_seconds, wav_out=folder / f"{stem}_music.wav",
+                                           progress=True)
+        except Exception as error:  # noqa: BLE001 - every failure becomes one line on the page, nothing is kept
+            shutil.rmtree(folder, ignore_errors=True)
+            if not checked or type(error).__name__ == "VideoError":  # the video itself is refused
+                self.forget(upload)
+            if type(error).__name__ == "AudioError":  # the music file itself is refused
+                self.forget(music_file)
+            if user_error_line(error) is None:
+                log.exception("regeneration failed")
+            raise page_error(shown_line(error, upload, music_file)) from None
+        summary = (f"{edit_summary(result.plan, result.sample_rate, music_file.name)}; {result.seconds:.1f} s of "
+                   f"music, seed {int(seed)}, made in {time.perf_counter() - started:.1f} s")
+        return str(result.video), str(result.wav), summary
+
+    def forget(self, upload: Path) -> None:
+        """``forget_upload``, never for the page's own results (a refused request may have reused one)."""
+        if self.results.resolve() not in upload.resolve().parents:
+            forget_upload(upload)
 
     def prune(self) -> None:
         """Remove request folders whose files the cache schedule has deleted."""
@@ -212,6 +277,12 @@ def build_app(model, settings: PageSettings = PageSettings()):
         jobs.prune()
         yield from jobs.generate(video, seed, guidance_scale, max_seconds, window_seconds, overlap_seconds, progress)
 
+    def regenerate(video, music, start, end, seed, guidance_scale, window_seconds, overlap_seconds,
+                   progress=gr.Progress(track_tqdm=True)):
+        jobs.prune()
+        return jobs.regenerate(video, music, start, end, seed, guidance_scale, window_seconds, overlap_seconds,
+                               progress)
+
     keep = round(settings.keep_minutes * 60)
     with gr.Blocks(title="Video to music", analytics_enabled=False, delete_cache=(min(keep, 300), keep)) as demo:
         gr.Markdown("# Video to music\nUpload a video, get it back with music that follows its mood and motion.\n\n"
@@ -238,8 +309,34 @@ def build_app(model, settings: PageSettings = PageSettings()):
         picture = gr.Image(label="the music's spectrogram with the video's motion peaks and the music's onsets",
                            show_label=False, type="filepath", elem_id="picture", interactive=False,
                            buttons=["download"])
-        button.click(generate, [video_in, seed, guidance, cap, window, overlap], [video_out, wav_out, picture, summary],
-                     api_name="generate")
+        with gr.Accordion("Change one part of the music", open=False, elem_id="edit"):
+            gr.Markdown("New music for one stretch of a soundtrack, the rest kept sample for sample: the new part "
+                        "continues the music before it and hands back to it on its beat. Take the result above or "
+                        "upload a video and its music (WAV); guidance and windows are the settings above.")
+            with gr.Row():
+                with gr.Column():
+                    reuse = gr.Button("use the result above", elem_id="reuse", size="sm")
+                    edit_video = gr.Video(label="the video", sources=["upload"], elem_id="edit-video-in")
+                    edit_music = gr.Audio(label="its music (WAV, e.g. the one made above)", sources=["upload"],
+                                          type="filepath", format=None, elem_id="edit-music-in")
+                    with gr.Row():
+                        start = gr.Number(label="from (s)", elem_id="edit-start")  # no minimum: the CLI's line says it
+                        end = gr.Number(label="to (s)", elem_id="edit-end")
+                        edit_seed = gr.Number(1, label="seed", precision=0, minimum=0)
+                    edit_button = gr.Button("Make this part anew", variant="primary", elem_id="regenerate")
+                with gr.Column():
+                    edit_video_out = gr.Video(label="the video with the changed music", elem_id="edit-video-out",
+                                              interactive=False)
+                    edit_summary_out = gr.Markdown(elem_id="edit-summary")
+                    edit_wav_out = gr.File(label="the changed music alone (WAV)", elem_id="edit-wav-out",
+                                           interactive=False)
+        button.click(generate, [video_in, seed, guidance, cap, window, overlap],
+                     [video_out, wav_out, picture, summary], api_name="generate", concurrency_id=GENERATION)
+        # in the browser only: gr.File as a server-side input leaves an empty temporary file in the cache per call
+        reuse.click(None, [video_out, wav_out], [edit_video, edit_music], js="(video, wav) => [video, wav]")
+        edit_button.click(regenerate, [edit_video, edit_music, start, end, edit_seed, guidance, window, overlap],
+                          [edit_video_out, edit_wav_out, edit_summary_out], api_name="regenerate",
+                          concurrency_id=GENERATION)
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     return demo
 

@@ -54,7 +54,8 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
         mono = wav.mean(axis=1)
     except (sf.LibsndfileError, RuntimeError, TypeError):  # a format libsndfile does not read: FFmpeg does
         try:
-            rate = sample_rate or _native_rate(path)
+            native = _native_rate(path)  # first, so an unreadable file is one message whether resampled or not
+            rate = sample_rate or native
             mono = decode_audio(path, rate, channels=1)[0]
         except AudioError as error:
             raise AudioError("unreadable", f"{path}: not a readable audio file ({error})") from None

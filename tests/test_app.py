@@ -6,6 +6,7 @@ temporary folder (``tempfile.tempdir``), so "nothing is left behind" can be chec
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -156,6 +157,33 @@ def upload(driver, video: Path) -> None:
     field.send_keys(str(video))
 
 
+def change_one_part(driver, screenshot: Path) -> str:
+    """Open "Change one part of the music", take the result above, make 3-7 s anew; returns the edit's summary."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.XPATH, "//*[@id='edit']//*[contains(text(), 'Change one part of the music')]").click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "reuse").is_displayed())
+    driver.find_element(By.ID, "reuse").click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#edit-video-in video[src]"))
+    for field, value in (("edit-start", "3"), ("edit-end", "7")):
+        box = driver.find_element(By.CSS_SELECTOR, f"#{field} input")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(value, Keys.TAB)
+    time.sleep(0.5)
+    driver.find_element(By.ID, "regenerate").click()
+    WebDriverWait(driver, 240).until(lambda d: "changed" in d.find_element(By.ID, "edit-summary").text)
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#edit-video-out video[src]"))
+    driver.set_window_size(1280, driver.execute_script(
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)") + 150)
+    driver.execute_script("window.scrollTo(0, 0)")  # the whole page, the panel open
+    time.sleep(1.0)
+    driver.save_screenshot(str(screenshot))
+    print(f"screenshot: {screenshot}")
+    return " ".join(driver.find_element(By.ID, "edit-summary").text.split())
+
+
 @pytest.mark.skipif(CHROMIUM is None or not Path(CHROMEDRIVER).exists(),
                     reason="needs Debian's chromium and chromium-driver (./setup.sh installs them)")
 def test_in_a_real_browser_the_example_gets_music_and_a_bad_upload_its_message(page, tmp_path, capsys,
@@ -186,8 +214,11 @@ def test_in_a_real_browser_the_example_gets_music_and_a_bad_upload_its_message(p
         driver.save_screenshot(str(tmp_path / "app.png"))
         print(f"screenshot: {tmp_path / 'app.png'}")
         assert picture and "10.0 s of music" in summary
+        edit_summary = change_one_part(driver, tmp_path / "app_edit.png")
     finally:
         driver.quit()
+    assert re.search(r"new music from 3\.00 s, back to example_music\.wav on its beat at [\d.]+ s over [\d.]+ s; "
+                     r"changed [\d.]+-[\d.]+ s", edit_summary), edit_summary
     assert video_url.startswith(page.url)  # served by the page itself, on 127.0.0.1
     out = tmp_path / "with_music.mp4"
     with urllib.request.urlopen(video_url, timeout=30) as response:  # noqa: S310 - 127.0.0.1, checked above
