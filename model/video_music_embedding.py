@@ -195,3 +195,11 @@ def offset_scores(video: torch.Tensor, music: torch.Tensor) -> torch.Tensor:
     # conv1d is a sliding dot product: input [1, d, S], weight [1, d, K] -> [1, 1, S - K + 1]
     scores = nn.functional.conv1d(music.T[None].float(), video.T[None].float())
     return scores[0, 0] / steps
+
+
+def best_window_similarity(video: torch.Tensor, music: torch.Tensor) -> torch.Tensor:
+    """Every video [B, K, d] against every music [B', S, d] (S >= K) at every offset, each pair scored by its best
+    window: -> [B, B'] (how the command ranks a library, batched)."""
+    # each music [B', d, S] filtered by each video [B, d, K] -> [B', B, S - K + 1] sliding mean step cosines
+    scores = nn.functional.conv1d(music.transpose(1, 2).float(), video.transpose(1, 2).float()) / video.shape[1]
+    return scores.amax(dim=2).T

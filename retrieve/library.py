@@ -119,17 +119,17 @@ def embed_library(folder: Path, head, cache: LibraryCache, progress=None) -> Lib
             progress(name)
         try:
             wav, rate = read_audio(path, SAMPLE_RATE)
-        except AudioError as error:
-            skipped.append((name, " ".join(str(error).split())))
+        except AudioError as error:  # the name is shown beside the reason: say the path once
+            skipped.append((name, " ".join(str(error).replace(f"{path}: ", "").replace(f"'{path}'", "").split())))
             continue
         except Exception as error:  # noqa: BLE001 - a decoder's own error on a damaged file: skip it, say why
             if is_resource_error(error):
                 raise
-            skipped.append((name, f"{path}: not a readable audio file ({type(error).__name__}: {str(error)[:120]})"))
+            skipped.append((name, f"not a readable audio file ({type(error).__name__}: {str(error)[:120]})"))
             continue
         embedding = head.embed_wav(wav, rate)
         if embedding.shape[0] == 0:
-            skipped.append((name, f"{path}: too short ({len(wav) / rate:.2f} s; at least 0.1 s is needed)"))
+            skipped.append((name, f"too short ({len(wav) / rate:.2f} s; at least 0.1 s is needed)"))
             continue
         cache.store(name, path, embedding, len(wav) / rate)
         stored = embedding.detach().cpu().to(torch.float16).float()  # as a later run reads it from the cache

@@ -1,13 +1,14 @@
 """Train the video-music embedding head (``model/video_music_embedding.py``) on a clip dataset's cached features.
 
     python -m training.retrieval_head --dataset DATASET_DIR --encoders models/demo --output-dir RUN_DIR \
-        [--no-motion] [--steps 1500] [--batch-size 64] [--lr 2e-3] [--crop-seconds 5] [--seed 0]
+        [--no-motion] [--steps 1500] [--batch-size 64] [--lr 2e-3] [--crop-seconds 5] [--min-crop-seconds 2]
+        [--seed 0]
         [--resume | --overwrite]
 
 Runs through the shared loop of ``training/loop.py`` (checkpoints, exact resume, ``metrics.jsonl``, folder rules).
-Every ``--eval-every`` steps it scores the validation split — R@1 of the true music among all validation clips, and
-the share of 5 s video crops whose best offset in their own music is the true one (within 0.1 s) — and keeps the
-weights with the best sum; ``RUN_DIR/final/`` is that head, in the folder format of ``model/retrieval_checkpoint.py``.
+Every ``--eval-every`` steps it scores the validation split — R@1 of the true music among all validation clips, the
+share of 5 s video crops whose best offset in their own music is the true one (within 0.1 s), and R@1 of 3 s video
+crops with every music scored at its best offset (as the command ranks) — and keeps the weights with the best sum; ``RUN_DIR/final/`` is that head, in the folder format of ``model/retrieval_checkpoint.py``.
 ``--no-motion`` trains the same head without the motion stream (the ablation).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from data.retrieval_pairs import ClipPair
 from training.contrastive import CropBatch, contrastive_loss, make_crops
 
 VALIDATION_OFFSET_STEPS = 10  # validation crops start 1 s into the clip
+SHORT_QUERY_STEPS = 30  # 3 s queries for the best-offset recall
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--crop-seconds", type=float, default=5.0)
+    parser.add_argument("--crop-seconds", type=float, default=5.0, help="video crop length (the longest, with --min-crop-seconds)")
+    parser.add_argument("--min-crop-seconds", type=float, default=None,
+                        help="draw each batch's crop length between this and --crop-seconds (default: fixed length)")
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     run = parser.add_mutually_exclusive_group()
@@ -45,8 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_device_arguments(parser, training=True)
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.batch_size < 2 or args.eval_every < 1 or not 1.0 <= args.crop_seconds <= 7.0:
-        parser.error("need --steps >= 1, --batch-size >= 2, --eval-every >= 1 and 1 <= --crop-seconds <= 7")
+    args.min_crop_seconds = args.crop_seconds if args.min_crop_seconds is None else args.min_crop_seconds
+    if args.steps < 1 or args.batch_size < 2 or args.eval_every < 1 or not 1.0 <= args.crop_seconds <= 7.0 \
+            or not 1.0 <= args.min_crop_seconds <= args.crop_seconds:
+        parser.error("need --steps >= 1, --batch-size >= 2, --eval-every >= 1, 1 <= --crop-seconds <= 7 and "
+                     "1 <= --min-crop-seconds <= --crop-seconds")
     return args
 
 
@@ -56,9 +63,9 @@ class RetrievalTask:
     final_name = "final"
 
     def __init__(self, head, train_pairs: list[ClipPair], val_pairs: list[ClipPair], batch_size: int,
-                 crop_steps: int, seed: int, save_final_head):
+                 crop_steps: tuple[int, int], seed: int, save_final_head):
         self.model, self.train_pairs, self.val_pairs = head, train_pairs, val_pairs
-        self.batch_size, self.crop_steps, self.seed = batch_size, crop_steps, seed
+        self.batch_size, self.crop_steps, self.seed = batch_size, crop_steps, seed  # crop_steps: (shortest, longest)
         self.save_final_head = save_final_head  # folder -> None, writes the head format
         self.best: tuple[float, dict[str, torch.Tensor]] | None = None
 
@@ -68,7 +75,8 @@ class RetrievalTask:
         for step in range(first, last):
             rng = np.random.default_rng([self.seed, step, rank])
             indices = batch_indices(step, self.batch_size, len(self.train_pairs), self.seed, rank, world)
-            yield make_crops([self.train_pairs[i] for i in indices], self.crop_steps, rng)
+            length = int(rng.integers(self.crop_steps[0], self.crop_steps[1] + 1))
+            yield make_crops([self.train_pairs[i] for i in indices], length, rng)
 
     def loss(self, model, batch: CropBatch) -> torch.Tensor:
         return contrastive_loss(model, batch)[0]
@@ -78,9 +86,9 @@ class RetrievalTask:
         if not self.val_pairs:
             return {}
         model.eval()
-        figures = validation_figures(self.model, self.val_pairs, self.crop_steps)
+        figures = validation_figures(self.model, self.val_pairs, self.crop_steps[1])
         model.train()
-        score = figures["val_r1"] + figures["val_offset"]
+        score = figures["val_r1"] + figures["val_offset"] + figures["val_short_r1"]
         if self.best is None or score > self.best[0]:
             self.best = (score, {k: v.detach().clone() for k, v in self.trainable_state().items()})
         return figures
@@ -98,8 +106,9 @@ class RetrievalTask:
 
 
 def validation_figures(head, pairs: list[ClipPair], crop_steps: int) -> dict:
-    """R@1 among all ``pairs`` (whole clips) and the share of crops placed at their true offset (+-1 step)."""
-    from model.video_music_embedding import offset_scores, pair_similarity
+    """R@1 among all ``pairs`` (whole clips); the share of ``crop_steps`` crops placed at their true offset
+    (+-1 step); R@1 of 3 s crops, every music scored at its best offset (as the command ranks)."""
+    from model.video_music_embedding import best_window_similarity, offset_scores, pair_similarity
 
     steps = min(min(p.music.shape[0] // 4, p.semantic.shape[0]) for p in pairs)
     video = head.embed_video(torch.stack([p.semantic[:steps] for p in pairs]),
@@ -112,7 +121,11 @@ def validation_figures(head, pairs: list[ClipPair], crop_steps: int) -> dict:
                              torch.stack([p.motion[first:last] for p in pairs]))
     found = torch.stack([offset_scores(crops[i], music[i]).argmax() for i in range(len(pairs))])
     offset = ((found - first).abs() <= 1).float().mean().item()
-    return {"val_r1": r1, "val_offset": offset, "scale": head.logit_scale.exp().item()}
+    short = head.embed_video(torch.stack([p.semantic[first:first + SHORT_QUERY_STEPS] for p in pairs]),
+                             torch.stack([p.motion[first:first + SHORT_QUERY_STEPS] for p in pairs]))
+    short_sim = best_window_similarity(short, music)
+    short_r1 = (short_sim.argmax(dim=1) == torch.arange(len(pairs))).float().mean().item()
+    return {"val_r1": r1, "val_offset": offset, "val_short_r1": short_r1, "scale": head.logit_scale.exp().item()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,8 +160,10 @@ def run(args: argparse.Namespace) -> None:
                         save_every=args.eval_every, log_every=args.eval_every, pin_memory=False)
     record = {"dataset": str(args.dataset), "train_clips": len(train_pairs), "validation_clips": len(val_pairs),
               "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "crop_seconds": args.crop_seconds,
+              "min_crop_seconds": args.min_crop_seconds,
               "seed": args.seed, "use_motion": not args.no_motion}
-    task = RetrievalTask(head, train_pairs, val_pairs, args.batch_size, steps_in(args.crop_seconds), args.seed,
+    crops = (steps_in(args.min_crop_seconds), steps_in(args.crop_seconds))
+    task = RetrievalTask(head, train_pairs, val_pairs, args.batch_size, crops, args.seed,
                          lambda folder: save_head(head, folder, config.semantic, config.motion, record))
     placement = placement_for(args.device, args.precision, training=True)
     loop.run(task, train, args.output_dir, placement, args.resume, args.overwrite, record, desc="retrieval head")
