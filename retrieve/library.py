@@ -120,7 +120,7 @@ def embed_library(folder: Path, head, cache: LibraryCache, progress=None) -> Lib
         try:
             wav, rate = read_audio(path, SAMPLE_RATE)
         except AudioError as error:  # the name is shown beside the reason: say the path once
-            skipped.append((name, " ".join(str(error).replace(f"{path}: ", "").replace(f"'{path}'", "").split())))
+            skipped.append((name, " ".join(str(error).replace(f"{path}: ", "").replace(f": '{path}'", "").split())))
             continue
         except Exception as error:  # noqa: BLE001 - a decoder's own error on a damaged file: skip it, say why
             if is_resource_error(error):

@@ -7,7 +7,7 @@
 
 Runs through the shared loop of ``training/loop.py`` (checkpoints, exact resume, ``metrics.jsonl``, folder rules).
 Every ``--eval-every`` steps it scores the validation split — R@1 of the true music among all validation clips, the
-share of 5 s video crops whose best offset in their own music is the true one (within 0.1 s), and R@1 of 3 s video
+share of video crops (of the longest crop length) whose best offset in their own music is the true one (within 0.1 s), and R@1 of 3 s video
 crops with every music scored at its best offset (as the command ranks) — and keeps the weights with the best sum; ``RUN_DIR/final/`` is that head, in the folder format of ``model/retrieval_checkpoint.py``.
 ``--no-motion`` trains the same head without the motion stream (the ablation).
 """
