@@ -29,7 +29,8 @@ from model.video_music_embedding import EmbeddingConfig, VideoMusicEmbedding
 
 FORMAT = "video-music-embedding"
 VERSION = 1
-CONFIG_NAME, WEIGHTS_NAME, SEMANTIC_NAME, CARD_NAME = "config.json", "model.safetensors", "semantic.safetensors", "README.md"
+CONFIG_NAME, WEIGHTS_NAME, CARD_NAME = "config.json", "model.safetensors", "README.md"
+SEMANTIC_NAME = "semantic.safetensors"
 
 
 def save_head(head: VideoMusicEmbedding, folder: str | Path, semantic: SemanticConfig, motion: MotionConfig,

@@ -53,21 +53,33 @@ def toy_pairs():
     return [toy_pair(seed)[0] for seed in range(24)]
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread is several times faster than two on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained_head(toy_pairs):
-    """A tiny head trained on the toy world (about 2 s on a CPU)."""
+    """A tiny head trained on the toy world (40 steps, about 3 s on one CPU thread)."""
     from model.video_music_embedding import VideoMusicEmbedding
     from training.contrastive import contrastive_loss, make_crops
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     head = VideoMusicEmbedding(tiny_config())
     optimizer = torch.optim.AdamW(head.parameters(), lr=3e-3)
     rng = np.random.default_rng(0)
-    for _ in range(60):
+    for _ in range(40):
         loss, _ = contrastive_loss(head, make_crops([toy_pairs[i] for i in rng.permutation(24)[:16]], 20, rng))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    torch.set_num_threads(threads)
     return head.eval()
 
 
@@ -90,7 +102,8 @@ def test_no_motion_head_ignores_the_motion_stream():
 
     head = VideoMusicEmbedding(tiny_config(use_motion=False))
     semantic = torch.randn(1, 10, 8)
-    assert torch.equal(head.embed_video(semantic, torch.randn(1, 10, 4)), head.embed_video(semantic, torch.zeros(1, 10, 4)))
+    with_motion = head.embed_video(semantic, torch.randn(1, 10, 4))
+    assert torch.equal(with_motion, head.embed_video(semantic, torch.zeros(1, 10, 4)))
     assert not any("motion" in name for name in head.state_dict())
 
 
@@ -128,22 +141,34 @@ def test_batched_best_windows_match_one_by_one():
 # ---------------------------------------------------------------------------------------------------- training
 
 
-def test_training_prefers_aligned_music_over_half_a_beat_late(toy_pairs, trained_head):
-    """Can fail: an untrained head is at chance; after training aligned music must win on most held-out clips."""
+def aligned_wins(head, pairs) -> int:
+    """On how many clips a 2.5 s video crop scores its aligned music above the same music 0.3 s late."""
     from model.video_music_embedding import pair_similarity
 
-    held_out = [toy_pair(100 + seed)[0] for seed in range(12)]
     wins = 0
     with torch.no_grad():
-        for pair in held_out:
-            video = trained_head.embed_video(pair.semantic[None, 5:30], pair.motion[None, 5:30])
-            music = trained_head.embed_music(pair.music[None])
+        for pair in pairs:
+            video = head.embed_video(pair.semantic[None, 5:30], pair.motion[None, 5:30])
+            music = head.embed_music(pair.music[None])
             aligned, late = music[:, 5:30], music[:, 8:33]  # 0.3 s late: between two beats of the 0.5 s grid
             wins += int(pair_similarity(video, aligned) > pair_similarity(video, late))
+    return wins
+
+
+def test_training_prefers_aligned_music_over_shifted(toy_pairs, trained_head, one_thread):
+    """Can fail: the same head before training (same seed) prefers the shifted music on most clips; after training
+    aligned music must win on (nearly) every held-out clip. (Some other seeds' untrained heads happen to favour
+    aligned music everywhere, which is why the starting point is checked too.)"""
+    from model.video_music_embedding import VideoMusicEmbedding
+
+    held_out = [toy_pair(100 + seed)[0] for seed in range(12)]
+    torch.manual_seed(0)
+    assert aligned_wins(VideoMusicEmbedding(tiny_config()).eval(), held_out) <= 6
+    wins = aligned_wins(trained_head, held_out)
     assert wins >= 10, f"aligned music won on only {wins} of 12 held-out clips"
 
 
-def test_loss_falls_and_sync_improves(toy_pairs):
+def test_loss_falls_and_sync_improves(toy_pairs, one_thread):
     from model.video_music_embedding import VideoMusicEmbedding
     from training.contrastive import contrastive_loss, make_crops
 
@@ -286,7 +311,8 @@ def test_command_ranks_a_library(tmp_path, head_folder, capsys):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["rank", "score", "start", "at", "length", "track"] and len(lines) == 5
-    assert lines[-2].startswith("skipped bad.wav: ") and "3 tracks ranked (3 embedded, 0 from the cache), 1 skipped" in lines[-1]
+    assert lines[-2].startswith("skipped bad.wav: ")
+    assert "3 tracks ranked (3 embedded, 0 from the cache), 1 skipped" in lines[-1]
     report = json.loads(out.read_text())
     scores = [m["score"] for m in report["matches"]]
     assert len(scores) == 2 and scores == sorted(scores, reverse=True)
@@ -329,6 +355,7 @@ def test_evaluation_pieces():
     wavs = [np.full(10, k, np.float32) for k in range(3)]
     track = shifted_track(wavs, 0, shift=0.3, longest=0.5, rate=10)
     assert track.tolist() == [1] * 3 + [0] * 10 + [2] * 2  # 0.3 s before, the clip, the rest of 0.5 s after
-    assert phase_error(1.55, 0.5, beat=0.5) == pytest.approx(0.05) and phase_error(0.75, 0.5, 0.5) == pytest.approx(0.25)
+    assert phase_error(1.55, 0.5, beat=0.5) == pytest.approx(0.05)
+    assert phase_error(0.75, 0.5, beat=0.5) == pytest.approx(0.25)
     hits = offset_hits(np.array([[0.3, 1.5]]), [0.25, 0.5], np.array([0.5]), tolerance=0.1)
     assert hits["exact"].tolist() == [0.5] and hits["phase"].tolist() == [1.0]

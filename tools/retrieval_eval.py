@@ -181,12 +181,14 @@ def evaluate(args: argparse.Namespace) -> dict:
     per_shift = {name: {str(s): float((np.abs(estimates[name][:, j] - s) <= args.tolerance + 1e-6).mean())
                         for j, s in enumerate(args.shifts)} for name in SYSTEMS}
     return {"dataset": str(args.dataset), "split": args.split, "n": len(pairs), "candidates": len(pairs),
-            "shifts": args.shifts, "tolerance": args.tolerance, "query_seconds": args.query_seconds, "offsets_searched": len(grid),
+            "shifts": args.shifts, "tolerance": args.tolerance, "query_seconds": args.query_seconds,
+            "offsets_searched": len(grid),
             "heads": {"ours": str(args.ours), "no_motion": str(args.no_motion)}, "summary": summary,
             "paired": paired, "offset_exact_by_shift": per_shift,
             "median_rank": {name: float(np.median(ranks[name])) for name in SYSTEMS},
             "per_clip": {name: {"ids": [p.id for p in pairs], "rank": ranks[name].tolist(),
-                                "short_query_rank": short[name].tolist(), "short_query_start": (starts / STEP_RATE).tolist(),
+                                "short_query_rank": short[name].tolist(),
+                                "short_query_start": (starts / STEP_RATE).tolist(),
                                 "offsets": estimates[name].tolist()} for name in SYSTEMS},
             "seconds": round(time.monotonic() - started, 1)}
 

@@ -1,15 +1,18 @@
 """Train the video-music embedding head (``model/video_music_embedding.py``) on a clip dataset's cached features.
 
     python -m training.retrieval_head --dataset DATASET_DIR --encoders models/demo --output-dir RUN_DIR \
-        [--no-motion] [--steps 1500] [--batch-size 64] [--lr 2e-3] [--crop-seconds 5] [--min-crop-seconds 2]
+        [--no-motion] [--steps 1200] [--batch-size 48] [--lr 2e-3] [--crop-seconds 6] [--min-crop-seconds 2]
         [--seed 0]
         [--resume | --overwrite]
 
 Runs through the shared loop of ``training/loop.py`` (checkpoints, exact resume, ``metrics.jsonl``, folder rules).
-Every ``--eval-every`` steps it scores the validation split — R@1 of the true music among all validation clips, the
-share of video crops (of the longest crop length) whose best offset in their own music is the true one (within 0.1 s), and R@1 of 3 s video
-crops with every music scored at its best offset (as the command ranks) — and keeps the weights with the best sum; ``RUN_DIR/final/`` is that head, in the folder format of ``model/retrieval_checkpoint.py``.
-``--no-motion`` trains the same head without the motion stream (the ablation).
+Each batch's video crops are 2-6 s long (one length per batch). Every ``--eval-every`` steps it scores the
+validation split: R@1 of the true music among all validation clips (whole clips), the share of longest-length
+video crops whose best offset in their own music is the true one (within 0.1 s), and R@1 of 3 s crops with every
+music scored at its best offset (as the command ranks). It keeps the weights with the best sum of the three
+(after ``--resume``, the best since the resume); ``RUN_DIR/final/`` is that head, in the folder format of
+``model/retrieval_checkpoint.py``. ``--no-motion`` trains the same head without the motion stream (the ablation).
+The defaults are the recipe of ``models/demo-retrieval``.
 """
 from __future__ import annotations
 
@@ -35,12 +38,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="model folder whose video encoders made the cached features (default models/demo)")
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--no-motion", action="store_true", help="the ablation: leave the motion stream out")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--crop-seconds", type=float, default=5.0, help="video crop length (the longest, with --min-crop-seconds)")
+    parser.add_argument("--crop-seconds", type=float, default=6.0, help="longest video crop (default 6)")
     parser.add_argument("--min-crop-seconds", type=float, default=None,
-                        help="draw each batch's crop length between this and --crop-seconds (default: fixed length)")
+                        help="shortest video crop; each batch draws its length in between (default 2, or "
+                             "--crop-seconds when that is shorter; equal to it: fixed-length crops)")
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     run = parser.add_mutually_exclusive_group()
@@ -49,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_device_arguments(parser, training=True)
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
-    args.min_crop_seconds = args.crop_seconds if args.min_crop_seconds is None else args.min_crop_seconds
+    if args.min_crop_seconds is None:
+        args.min_crop_seconds = min(2.0, args.crop_seconds)
     if args.steps < 1 or args.batch_size < 2 or args.eval_every < 1 or not 1.0 <= args.crop_seconds <= 7.0 \
             or not 1.0 <= args.min_crop_seconds <= args.crop_seconds:
         parser.error("need --steps >= 1, --batch-size >= 2, --eval-every >= 1, 1 <= --crop-seconds <= 7 and "
