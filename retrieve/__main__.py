@@ -1,0 +1,3 @@
+from retrieve.command import main
+
+main()
