@@ -24,7 +24,7 @@ QUIET_WARNINGS = (
     (DeprecationWarning, ""),
     (UserWarning, r".*(TypedStorage is deprecated|torch\.meshgrid|upsample|MatMul8bitLt|"
                   r"Input type into Linear4bit|None of the inputs have requires_grad|use_reentrant|"
-                  r"`torch_dtype` is deprecated|PySoundFile failed|audioread).*"),
+                  r"`torch_dtype` is deprecated|PySoundFile failed|audioread|torch\.quantize_per_tensor).*"),
 )
 
 
@@ -51,7 +51,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for category, message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
-    for name in ("httpx", "urllib3", "huggingface_hub", "datasets", "numba", "PIL", "matplotlib"):
+    # bitsandbytes: on CPUs with AVX512-BF16 it logs, at import, that an optional kernel package is missing
+    for name in ("httpx", "urllib3", "huggingface_hub", "datasets", "numba", "PIL", "matplotlib", "bitsandbytes"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         import transformers

@@ -1,6 +1,9 @@
 """Semantic stream: a frozen open_clip image encoder, one token per sampled frame (mood, scene, long range)."""
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import numpy as np
 import open_clip
 import torch
@@ -53,10 +56,25 @@ class SemanticEncoder(nn.Module):
         return next(self.visual.parameters()).dtype
 
 
+@contextlib.contextmanager
+def _without_open_clip_random_init_warning(loaded_next: bool):
+    """open_clip warns "No pretrained weights loaded ... initialized randomly" on the root logger; for a tower whose
+    own weights are loaded right after (the demo model's), that line would tell the user the opposite of the truth."""
+    if not loaded_next:
+        yield
+        return
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def build_semantic_encoder(cfg: SemanticConfig) -> SemanticEncoder:
     """open_clip model from ``model_name`` + ``pretrained`` tag (downloads once), or a randomly initialised one (``cfg.random_init``)."""
     if cfg.random_init is not None:
-        model = open_clip.create_model(cfg.model_name, pretrained=None, **cfg.random_init)
+        with _without_open_clip_random_init_warning(loaded_next=cfg.weights is not None):
+            model = open_clip.create_model(cfg.model_name, pretrained=None, **cfg.random_init)
     else:
         model = open_clip.create_model(cfg.model_name, pretrained=cfg.pretrained)
     if cfg.weights is not None:  # frozen image tower stored with a model that is not on the Hub (demo)

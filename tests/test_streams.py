@@ -142,3 +142,26 @@ def test_steady_motion_stays_steady_on_an_uneven_sampling_grid():
     assert set(gaps) == {2, 3}
     mean_magnitude = features[:, 0]
     assert mean_magnitude.max() / mean_magnitude.min() < 1.15  # per-pair magnitudes would differ by 1.5x
+
+
+def test_a_tower_whose_weights_load_next_is_not_called_random(caplog, tmp_path):
+    """open_clip logs "No pretrained weights loaded ... initialized randomly" for every random-init tower; for the
+    demo model's tower, whose own weights are loaded right after, that line would be false, so it is not shown."""
+    import dataclasses
+    import logging
+
+    from safetensors.torch import save_file
+
+    from model.config import load_config
+    from model.semantic import build_semantic_encoder
+
+    cfg = load_config("tiny").semantic
+    with caplog.at_level(logging.WARNING):
+        tower = build_semantic_encoder(cfg)
+    assert "initialized randomly" in caplog.text  # true here: nothing is loaded
+    save_file({k: v.contiguous() for k, v in tower.visual.state_dict().items()}, str(tmp_path / "tower.safetensors"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        build_semantic_encoder(dataclasses.replace(cfg, weights=str(tmp_path / "tower.safetensors")))
+    assert "initialized randomly" not in caplog.text
+    assert logging.root.manager.disable == logging.NOTSET  # logging is back on
