@@ -108,3 +108,11 @@ def test_dataset_has_the_schema_columns_and_only_a_test_split(tmp_path):
     assert row["id"].startswith("held") and "do-not-train" in row["tags"]
     assert (tmp_path / "held" / row["video_path"]).is_file() and (tmp_path / "held" / row["music_path"]).is_file()
     assert check_schema(tmp_path / "held")["do_not_train"] is True
+
+
+def test_training_refuses_the_held_out_set(tmp_path):
+    from training.batches import DatasetError, load_split
+
+    generate(tmp_path / "held", n=1, seed=9, seconds=2.5, renderer="additive", progress=False)
+    with pytest.raises(DatasetError, match="never for training"):
+        load_split(tmp_path / "held", "test")
