@@ -50,6 +50,15 @@ def test_a_click_track_has_an_onset_in_every_5_s_and_a_long_pause_has_not():
     assert paused["onset_every_5s"] == 0.0 and 7.0 < paused["longest_gap_s"] < 8.0
 
 
+def test_a_drone_over_noise_is_tonal_by_chroma_but_flatter_than_music():
+    """Why flatness is among the goals: one sustained pitch class makes chroma peak/mean high on its own."""
+    t = np.arange(6 * SR) / SR
+    drone = (0.2 * np.sin(2 * np.pi * 110 * t)).astype(np.float32) + 0.3 * 0.2 / np.sqrt(2) * noise() / 0.3
+    figures, music = clip_figures(drone, SR), clip_figures(chord(), SR)
+    assert figures["chroma_peak_mean"] >= 3.0
+    assert figures["flatness"] > 10 * music["flatness"]
+
+
 def test_the_gap_counts_the_clip_edges():
     assert longest_gap(np.array([]), 12.0) == 12.0
     assert longest_gap(np.array([1.0, 2.0]), 9.0) == 7.0
@@ -82,4 +91,5 @@ def test_the_tool_writes_json_and_markdown_with_verdicts(tmp_path):
     assert clips["mute"]["chroma_peak_mean"] is None and clips["mute"]["undefined"].startswith("silent")
     assert not clips["mute"]["passes"] and report["summary"]["undefined"] == 1
     assert report["reference"]["flatness"]["n"] == 3
+    assert "onset_rate_in_reference_range" in clips["music"] and "onset_rate_in_reference_range" in report["summary"]
     assert "undefined" in (tmp_path / "r.md").read_text()

@@ -60,7 +60,9 @@ def verdict(clip: dict, reference: dict, min_chroma: float, window: float) -> di
     checks = {"tonal": ok(clip["chroma_peak_mean"], lambda x: x >= min_chroma),
               "onset_every_window": ok(clip["longest_gap_s"], lambda x: x <= window),
               "flatness_in_reference_range": ok(clip["flatness"], lambda x: flat["min"] <= x <= flat["max"])}
-    return {**checks, "passes": all(checks.values())}
+    rate = reference["onsets_per_s"]  # not a goal of issue 19, shown because it is where today's model is off
+    return {**checks, "passes": all(checks.values()),
+            "onset_rate_in_reference_range": ok(clip["onsets_per_s"], lambda x: rate["min"] <= x <= rate["max"])}
 
 
 def run_checks(generated: list[Path], reference_dir: Path, min_chroma: float = 3.0, window: float = 5.0) -> dict:
@@ -81,6 +83,7 @@ def run_checks(generated: list[Path], reference_dir: Path, min_chroma: float = 3
                "tonal": sum(c["tonal"] for c in clips.values()),
                "onset_every_window": sum(c["onset_every_window"] for c in clips.values()),
                "flatness_in_reference_range": sum(c["flatness_in_reference_range"] for c in clips.values()),
+               "onset_rate_in_reference_range": sum(c["onset_rate_in_reference_range"] for c in clips.values()),
                "undefined": sum(c["undefined"] is not None for c in clips.values())}
     return {"settings": {"min_chroma": min_chroma, "window_s": window, "sample_rate": SAMPLE_RATE,
                          "reference_dir": str(reference_dir), "reference_clips": len(references)},
@@ -97,13 +100,14 @@ def format_markdown(report: dict) -> str:
              f"Goals: chroma peak/mean >= {s['min_chroma']:g}; an onset in every {s['window_s']:g} s; spectral "
              f"flatness inside the reference music's range ({s['reference_clips']} clips of {s['reference_dir']}).\n",
              "| clip | seconds | chroma peak/mean | flatness | onsets/s | longest gap s | tonal | onsets | flatness ok | "
-             "passes |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "passes | onsets/s in ref. range (info) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     yes = lambda b: "yes" if b else "**no**"  # noqa: E731
     for name, c in report["clips"].items():
         note = f" ({c['undefined']})" if c["undefined"] else ""
         lines.append(f"| {name}{note} | {c['seconds']:.1f} | {_num(c['chroma_peak_mean'], 2)} | {_num(c['flatness'], 4)} | "
                      f"{_num(c['onsets_per_s'], 2)} | {_num(c['longest_gap_s'], 2)} | {yes(c['tonal'])} | "
-                     f"{yes(c['onset_every_window'])} | {yes(c['flatness_in_reference_range'])} | {yes(c['passes'])} |")
+                     f"{yes(c['onset_every_window'])} | {yes(c['flatness_in_reference_range'])} | {yes(c['passes'])} | "
+                     f"{yes(c['onset_rate_in_reference_range'])} |")
     lines += ["", "Reference (training) music:", "", "| figure | n | min | p5 | median | p95 | max |",
               "|---|---|---|---|---|---|---|"]
     for name, r in ref.items():
@@ -111,7 +115,11 @@ def format_markdown(report: dict) -> str:
                      + " |")
     m = report["summary"]
     lines += ["", f"{m['passing']} of {m['clips']} clips pass all three (tonal {m['tonal']}, onsets "
-              f"{m['onset_every_window']}, flatness {m['flatness_in_reference_range']}, undefined {m['undefined']})."]
+              f"{m['onset_every_window']}, flatness {m['flatness_in_reference_range']}, undefined {m['undefined']}); "
+              f"onsets/s inside the reference's range (not a goal): {m['onset_rate_in_reference_range']}.",
+              "", "Calibration: chroma peak/mean alone does not reject a drone (one sustained pitch over noise at "
+              "10 dB SNR scores about 5.7) and white noise has onsets everywhere; flatness is what separates them "
+              "(that drone: 0.054, white noise: about 0.5-0.6)."]
     return "\n".join(lines) + "\n"
 
 
