@@ -46,7 +46,10 @@ def load_split(dataset_dir: str | Path, split: str):
     if not dataset_dir.is_dir():
         raise DatasetError(f"{dataset_dir}: dataset folder not found")
     try:
-        check_schema(dataset_dir)
+        info = check_schema(dataset_dir)
+        if info.get("do_not_train"):  # data.heldout_events: measuring sync on unseen videos needs them unseen
+            raise DatasetError(f"{dataset_dir}: a held-out {info.get('source', '')} set, never for training or model "
+                               "selection (score on it with eval.py and tools/event_hits.py)")
         return load_from_disk(str(dataset_dir))[split]
     except (ValueError, FileNotFoundError, KeyError) as error:
         raise DatasetError(f"{dataset_dir}: cannot read split {split!r} ({error})") from None

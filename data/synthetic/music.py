@@ -46,11 +46,18 @@ def _add_bed(bed: pretty_midi.Instrument, drums: pretty_midi.Instrument, spec: C
         _note(drums, 42, 30, t, 0.1, spec.seconds)
 
 
+def nearest_beat(spec: ClipSpec, time: float) -> int:
+    """Index of the beat of ``spec.beat_times`` nearest ``time``: ``round(time / beat)`` on an even grid, and
+    still the right bar's chord on an uneven one (the held-out set's grid bends so that events land on beats)."""
+    beats = np.asarray(spec.beat_times, float)
+    return int(np.abs(beats - time).argmin()) if len(beats) else round(time / spec.beat_length)
+
+
 def _add_events(accents: pretty_midi.Instrument, drums: pretty_midi.Instrument, spec: ClipSpec) -> None:
     """Loud hits exactly on the event times: cuts get kick + crash + chord, impacts kick + snare + a high note."""
     beat = spec.beat_length
     for n, event in enumerate(spec.events):
-        chord, t = chord_at_beat(spec, round(event.time / beat)), event.time
+        chord, t = chord_at_beat(spec, nearest_beat(spec, event.time)), event.time
         _note(drums, 36, 124, t, 0.2, spec.seconds)
         _note(accents, chord[0] - 12, 104, t, 2 * beat, spec.seconds)
         if event.kind == "cut":
