@@ -45,6 +45,7 @@ import numpy as np
 from common.errors import UserError
 from common.files import OwnedFolder
 from data.schema import MUSIC_SAMPLE_RATE, SPLITS, clip_features, write_schema_file
+from data.synthetic.build import render_clips
 from data.synthetic.music import render_music, resolve_renderer
 from data.synthetic.spec import DEFAULT_SOUNDFONT, KEY_NAMES, MOODS, RENDERERS, ClipSpec, Event
 
@@ -317,7 +318,6 @@ def generate(out_dir: str | Path, n: int, seed: int, seconds: float = 8.0, rende
              progress: bool = True):
     """Make (or resume) the held-out set of ``n`` clips in ``out_dir``; returns the ``DatasetDict`` (all ``test``)."""
     from datasets import Dataset, DatasetDict
-    from tqdm import tqdm
 
     out_dir, renderer = Path(out_dir), resolve_renderer(renderer, soundfont)
     params = {"generator_version": GENERATOR_VERSION, "seed": seed, "seconds": seconds, "renderer": renderer,
@@ -331,20 +331,7 @@ def generate(out_dir: str | Path, n: int, seed: int, seconds: float = 8.0, rende
             leftover.unlink()
     specs = [sample_heldout_spec(seed, index, seconds) for index in range(n)]
     todo = [s for s in specs if not all(p.is_file() for p in media_paths(out_dir, s.id))]
-    bar = tqdm(total=n, initial=n - len(todo), desc="held-out clips", unit="clip", disable=not progress)
-    if workers > 1 and len(todo) > 1:
-        import functools
-        import multiprocessing
-
-        render = functools.partial(make_clip, out_dir=out_dir, renderer=renderer, soundfont=soundfont)
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for _ in pool.imap_unordered(render, todo):
-                bar.update()
-    else:
-        for spec in todo:
-            make_clip(spec, out_dir, renderer, soundfont)
-            bar.update()
-    bar.close()
+    render_clips(make_clip, todo, n, out_dir, renderer, soundfont, workers, "held-out clips", progress)
     features = clip_features()
     rows = {"test": [clip_row(s) for s in specs], "train": [], "validation": []}
     dataset = DatasetDict({name: Dataset.from_dict({c: [r[c] for r in rows[name]] for c in features},

@@ -87,6 +87,27 @@ def prepare_out_dir(out_dir: Path, params: dict, overwrite: bool) -> None:
             leftover.unlink()
 
 
+def render_clips(make, todo: list, total: int, out_dir: Path, renderer: str, soundfont: str | Path, workers: int,
+                 desc: str, progress: bool) -> None:
+    """``make(spec, out_dir, renderer, soundfont)`` for each spec of ``todo``, under one progress bar over all
+    ``total`` clips (the finished ones counted in). Clips are independent, so ``workers`` > 1 renders them in
+    spawned processes in any order (``make`` must be a module-level function, to be pickled)."""
+    bar = tqdm(total=total, initial=total - len(todo), desc=desc, unit="clip", disable=not progress)
+    if workers > 1 and len(todo) > 1:
+        import functools
+        import multiprocessing
+
+        render = functools.partial(make, out_dir=out_dir, renderer=renderer, soundfont=soundfont)
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for _ in pool.imap_unordered(render, todo):
+                bar.update()
+    else:
+        for spec in todo:
+            make(spec, out_dir, renderer, soundfont)
+            bar.update()
+    bar.close()
+
+
 def generate(out_dir: str | Path, n: int, seconds: float, seed: int, fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
              height: int = 128, fps: int = 24, renderer: str = "auto", soundfont: str | Path = DEFAULT_SOUNDFONT,
              overwrite: bool = False, progress: bool = True, workers: int = 1) -> DatasetDict:
@@ -100,21 +121,7 @@ def generate(out_dir: str | Path, n: int, seconds: float, seed: int, fractions: 
     prepare_out_dir(out_dir, params, overwrite)
     specs = [sample_clip_spec(seed, index, seconds, fps, height) for index in range(n)]
     todo = [spec for spec in specs if not clip_is_done(out_dir, spec.id)]
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="synthetic clips", unit="clip",
-               disable=not progress)
-    if workers > 1 and len(todo) > 1:
-        import functools
-        import multiprocessing
-
-        render = functools.partial(make_clip, out_dir=out_dir, renderer=renderer, soundfont=soundfont)
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for _ in pool.imap_unordered(render, todo):
-                bar.update()
-    else:
-        for spec in todo:
-            make_clip(spec, out_dir, renderer, soundfont)
-            bar.update()
-    bar.close()
+    render_clips(make_clip, todo, len(specs), out_dir, renderer, soundfont, workers, "synthetic clips", progress)
     dataset = build_dataset(specs, fractions, seed)
     for name in SPLITS:  # stale shards of an earlier save must not survive
         shutil.rmtree(out_dir / name, ignore_errors=True)
