@@ -43,9 +43,8 @@ import cv2
 import numpy as np
 
 from common.errors import UserError
-from common.files import OwnedFolder
 from data.schema import MUSIC_SAMPLE_RATE, SPLITS, clip_features, write_schema_file
-from data.synthetic.build import render_clips
+from data.synthetic.build import prepare_out_dir, render_clips
 from data.synthetic.music import render_music, resolve_renderer
 from data.synthetic.spec import DEFAULT_SOUNDFONT, KEY_NAMES, MOODS, RENDERERS, ClipSpec, Event
 
@@ -310,9 +309,6 @@ def clip_row(spec: HeldoutSpec) -> dict:
     }
 
 
-OUTPUTS = ("clips", "music", *SPLITS, "dataset_dict.json", "schema.json")
-
-
 def generate(out_dir: str | Path, n: int, seed: int, seconds: float = 8.0, renderer: str = "auto",
              soundfont: str | Path = DEFAULT_SOUNDFONT, overwrite: bool = False, workers: int = 1,
              progress: bool = True):
@@ -322,13 +318,7 @@ def generate(out_dir: str | Path, n: int, seed: int, seconds: float = 8.0, rende
     out_dir, renderer = Path(out_dir), resolve_renderer(renderer, soundfont)
     params = {"generator_version": GENERATOR_VERSION, "seed": seed, "seconds": seconds, "renderer": renderer,
               "soundfont": str(soundfont) if renderer == "fluidsynth" else None}
-    folder = OwnedFolder(out_dir, "data.heldout_events", HeldoutError)
-    folder.prepare(params, overwrite)
-    folder.claim(*OUTPUTS)
-    for name in ("clips", "music"):
-        (out_dir / name).mkdir(parents=True, exist_ok=True)
-        for leftover in (out_dir / name).glob("*.partial.*"):
-            leftover.unlink()
+    prepare_out_dir(out_dir, params, overwrite, "data.heldout_events", HeldoutError)
     specs = [sample_heldout_spec(seed, index, seconds) for index in range(n)]
     todo = [s for s in specs if not all(p.is_file() for p in media_paths(out_dir, s.id))]
     render_clips(make_clip, todo, n, out_dir, renderer, soundfont, workers, "held-out clips", progress)

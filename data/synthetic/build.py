@@ -76,9 +76,11 @@ def build_dataset(specs: list[ClipSpec], fractions: tuple[float, ...], seed: int
 OUTPUTS = ("clips", "music", *SPLITS, "dataset_dict.json", "schema.json")  # what this tool writes in --out
 
 
-def prepare_out_dir(out_dir: Path, params: dict, overwrite: bool) -> None:
-    """Start, resume (same settings only) or, with ``overwrite``, restart a run in ``out_dir``: see ``OwnedFolder``."""
-    folder = OwnedFolder(out_dir, "data.synthetic", SyntheticError)
+def prepare_out_dir(out_dir: Path, params: dict, overwrite: bool, tool: str = "data.synthetic",
+                    error: type[Exception] = SyntheticError) -> None:
+    """Start, resume (same settings only) or, with ``overwrite``, restart a run of ``tool`` in ``out_dir`` (see
+    ``OwnedFolder``); half-written media of a killed run are removed. The held-out set's command uses it too."""
+    folder = OwnedFolder(out_dir, tool, error)
     folder.prepare(params, overwrite)
     folder.claim(*OUTPUTS)
     for name in ("clips", "music"):
