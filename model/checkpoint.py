@@ -119,19 +119,26 @@ def resolve_folder(name: str, **hub: object) -> Path:
         raise CheckpointError(f"{name}: could not fetch from the Hub ({type(error).__name__}: {first})") from None
 
 
-def read_config(folder: Path, overrides: dict) -> V2MConfig:
-    """The stored config, with ``overrides`` (sections of dicts) applied and local part paths resolved safely."""
+def read_versioned_meta(folder: Path, fmt: str, version: int, missing: str) -> dict:
+    """``folder/config.json`` as a dict, refused (one-line ``CheckpointError``) unless it is valid JSON of format
+    ``fmt`` at ``version``; ``missing`` says what a folder without it is not. Shared by every folder format here."""
     path = folder / CONFIG_NAME
     if not path.is_file():
-        raise CheckpointError(f"{folder}: no {CONFIG_NAME} (not written by save_pretrained)")
+        raise CheckpointError(f"{folder}: no {CONFIG_NAME} ({missing})")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{path}: not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    if meta.get("format_version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: format version {meta.get('format_version')} (this code reads {CHECKPOINT_VERSION})")
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise CheckpointError(f"{path}: not a {fmt} folder")
+    if meta.get("format_version") != version:
+        raise CheckpointError(f"{path}: format version {meta.get('format_version')} (this code reads {version})")
+    return meta
+
+
+def read_config(folder: Path, overrides: dict) -> V2MConfig:
+    """The stored config, with ``overrides`` (sections of dicts) applied and local part paths resolved safely."""
+    meta = read_versioned_meta(folder, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "not written by save_pretrained")
     data = meta.get("config") or {}
     (data.get("decoder") or {}).pop("compute_dtype", None)  # format 1 before --precision: now chosen at load time
     for section, values in overrides.items():

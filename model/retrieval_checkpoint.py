@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from common.files import atomic_write_text, replace_folder
-from model.checkpoint import check_state, inside, read_trainable
+from model.checkpoint import check_state, inside, read_trainable, read_versioned_meta
 from model.config import ConfigError, MotionConfig, SemanticConfig, config_from_dict
 from model.errors import CheckpointError
 from model.video_music_embedding import EmbeddingConfig, VideoMusicEmbedding
@@ -51,18 +51,7 @@ def save_head(head: VideoMusicEmbedding, folder: str | Path, semantic: SemanticC
 
 
 def read_meta(folder: Path) -> dict:
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{folder}: no {CONFIG_NAME} (not a video-music embedding folder)")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{path}: not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a {FORMAT} folder")
-    if meta.get("format_version") != VERSION:
-        raise CheckpointError(f"{path}: format version {meta.get('format_version')} (this code reads {VERSION})")
-    return meta
+    return read_versioned_meta(folder, FORMAT, VERSION, "not a video-music embedding folder")
 
 
 def load_head(folder: str | Path, device: str | torch.device = "cpu") -> VideoMusicEmbedding:
