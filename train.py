@@ -71,6 +71,11 @@ def run(args: argparse.Namespace) -> None:
     placement = placement_for(accelerator.device, args.precision, training=True)  # each process: its own GPU
     set_seed(train.seed)
     model = VideoToMusic.from_config(config, seed=train.seed, placement=placement).train()
+    if train.init_from:  # warm start: go on from a trained model's fusion + LoRA (a resumed run overwrites them)
+        from model.checkpoint import WEIGHTS_NAME, read_trainable
+
+        model.load_trainable_state(read_trainable(Path(train.init_from) / WEIGHTS_NAME), source=train.init_from)
+        accelerator.print(f"starting from the fusion and LoRA weights of {train.init_from}")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     accelerator.print(f"parameters: {sum(p.numel() for p in model.parameters()):,} total, {trainable:,} trainable; "
                       f"{placement.describe()}")

@@ -113,6 +113,10 @@ class FusionConfig:
     # DESIGN.md §9 (MuVi's channel-wise fusion): also add a zero-initialised projection of the fused token nearest
     # in time to each decoder step's input embedding, so step t sees the video at t directly.
     time_aligned: bool = False
+    # Robust conditioning (issue 19): while training, each clip loses its semantic stream with this probability and,
+    # independently, its motion stream, so either stream alone still steers the music and a picture unlike the
+    # training set's cannot take the condition over. 0: off (inference never drops).
+    stream_dropout: float = 0.0
 
     def validate(self) -> None:
         _positive("fusion.d_fuse", self.d_fuse)
@@ -124,6 +128,8 @@ class FusionConfig:
             raise ConfigError("fusion.cross_layers and fusion.self_layers must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"fusion.dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.stream_dropout < 1.0:
+            raise ConfigError(f"fusion.stream_dropout must be in [0, 1), got {self.stream_dropout}")
 
 
 @dataclass
@@ -263,6 +269,12 @@ class TrainConfig:
     # seconds weigh 1, all others beat_alpha (VMAs: 0.05). None: the plain cross-entropy.
     beat_alpha: float | None = None
     beat_delta: float = 0.1
+    # Tempo from the video (issue 19): the first lead_in_seconds of every crop weigh 1 under the beat-weighted loss;
+    # with no music before them only the video says where the beats fall. 0: off.
+    lead_in_seconds: float = 0.0
+    # Warm start: a saved model folder (save_pretrained) whose fusion + LoRA weights training starts from, to go on
+    # fine-tuning a trained model on new data; the base decoder and encoders still come from this config.
+    init_from: str | None = None
 
     def validate(self) -> None:
         for name in ("batch_size", "grad_accum", "lr", "max_steps", "clip_seconds", "eval_every", "save_every",
@@ -276,6 +288,8 @@ class TrainConfig:
             raise ConfigError(f"train.beat_alpha must be in (0, 1] or null, got {self.beat_alpha}")
         if self.beat_delta < 0:
             raise ConfigError(f"train.beat_delta must be >= 0, got {self.beat_delta}")
+        if self.lead_in_seconds < 0:
+            raise ConfigError(f"train.lead_in_seconds must be >= 0, got {self.lead_in_seconds}")
 
 
 @dataclass

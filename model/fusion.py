@@ -34,6 +34,26 @@ def timestamp_embedding(times: torch.Tensor, dim: int, max_period: float, min_pe
     return nn.functional.pad(embedding, (0, dim - 2 * half))
 
 
+def drop_streams(batch: FeatureBatch, p: float, generator: torch.Generator | None = None) -> FeatureBatch:
+    """Per-stream condition dropout (training only): each clip loses its semantic stream with probability ``p`` and,
+    independently, its motion stream.
+
+    Why: trained with both streams always present, the fusion can lean on the picture (the synthetic set's palette
+    also predicts its music), so a video that looks like nothing it has seen pushes the condition off its world.
+    A dropped semantic stream becomes all-zero features (a "no picture" input: the tokens keep their times, so
+    motion still has something to attend to); a dropped motion stream is masked out, exactly the input a clip
+    without motion tokens gives. Shapes are unchanged: [B, Tc, Dc] and [B, Tf, Dm].
+    """
+    size = batch.semantic.shape[0]
+    device = batch.semantic.device
+    no_picture = torch.rand(size, generator=generator, device=device) < p  # [B]
+    no_motion = torch.rand(size, generator=generator, device=device) < p  # [B]
+    semantic = batch.semantic.masked_fill(no_picture[:, None, None], 0.0)
+    motion_mask = batch.motion_mask & ~no_motion[:, None]
+    motion = batch.motion.masked_fill(no_motion[:, None, None], 0.0)
+    return FeatureBatch(semantic, batch.semantic_times, batch.semantic_mask, motion, batch.motion_times, motion_mask)
+
+
 class CrossAttentionBlock(nn.Module):
     """Pre-LayerNorm block: queries attend to a context sequence, then a feed-forward layer."""
 
@@ -58,9 +78,10 @@ class TemporalFusion(nn.Module):
 
     def __init__(self, semantic_dim: int, motion_dim: int, decoder_dim: int, d_fuse: int = 256, heads: int = 4,
                  cross_layers: int = 1, self_layers: int = 2, dropout: float = 0.1, use_motion: bool = True,
-                 max_period_seconds: float = 60.0, time_aligned: bool = False):
+                 max_period_seconds: float = 60.0, time_aligned: bool = False, stream_dropout: float = 0.0):
         super().__init__()
         self.use_motion, self.d_fuse, self.max_period = use_motion, d_fuse, max_period_seconds
+        self.stream_dropout = stream_dropout
         self.semantic_in = nn.Sequential(nn.Linear(semantic_dim, d_fuse), nn.LayerNorm(d_fuse))
         self.motion_in = nn.Sequential(nn.Linear(motion_dim, d_fuse), nn.LayerNorm(d_fuse))
         self.stream_embedding = nn.Parameter(torch.zeros(2, d_fuse))  # tells semantic and motion tokens apart
@@ -86,6 +107,8 @@ class TemporalFusion(nn.Module):
                 frame_rate: float = 50.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Encoder hidden states [B, L, Ddec], their attention mask [B, L] (long, 1 = real token), and — with
         ``time_aligned`` and ``num_steps`` > 0 — the per-step additive term [B, num_steps, Ddec] (step s at s / frame_rate s)."""
+        if self.training and self.stream_dropout > 0:
+            batch = drop_streams(batch, self.stream_dropout)
         semantic = self._embed(batch.semantic, batch.semantic_times, self.semantic_in, 0)  # [B, Tc, d]
         tokens, mask, times = semantic, batch.semantic_mask, batch.semantic_times
         dense = 0  # how many leading tokens form the densest stream (used for the time-aligned term)

@@ -99,6 +99,18 @@ def test_beat_weighted_loss_changes_what_is_minimised(synthetic_set, tmp_path):
     assert _losses(tmp_path / "weighted")[0] != _losses(tmp_path / "plain")[0]  # same batch, other weights
 
 
+def test_warm_start_begins_from_a_saved_models_weights(synthetic_set, tmp_path):
+    common = ["--dataset", str(synthetic_set), *FAST, "guidance.condition_dropout=0"]
+    assert _train("--output-dir", str(tmp_path / "first"), *common, "train.max_steps=10", "train.lr=1e-2").returncode == 0
+    cold = _train("--output-dir", str(tmp_path / "cold"), *common, "train.max_steps=1")
+    warm = _train("--output-dir", str(tmp_path / "warm"), *common, "train.max_steps=1",
+                  f"train.init_from={tmp_path / 'first' / 'final'}")
+    assert cold.returncode == 0 and warm.returncode == 0, warm.stderr[-2000:]
+    assert _losses(tmp_path / "warm")[0] < _losses(tmp_path / "cold")[0] - 0.1  # same batch, trained weights
+    missing = _train("--output-dir", str(tmp_path / "bad"), *common, f"train.init_from={tmp_path / 'nothing'}")
+    assert missing.returncode != 0 and "no model.safetensors" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def test_processes_take_disjoint_batches_that_do_not_depend_on_resuming():
     from training.batches import batch_indices
 

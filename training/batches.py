@@ -63,8 +63,9 @@ class ClipSource:
     """
 
     def __init__(self, dataset_dir: str | Path, split: str, columns: dict, frame_rate: int, sample_rate: int,
-                 beat_alpha: float | None = None, beat_delta: float = 0.1):
+                 beat_alpha: float | None = None, beat_delta: float = 0.1, lead_in_seconds: float = 0.0):
         self.dir = Path(dataset_dir)
+        self.lead_in_frames = round(lead_in_seconds * frame_rate)
         self.rows = load_split(self.dir, split)
         self.columns, self.frame_rate, self.sample_rate = columns, frame_rate, sample_rate
         self.beat_alpha, self.beat_delta = beat_alpha, beat_delta
@@ -97,12 +98,14 @@ class ClipSource:
         return frame_weights(onsets, beats, round(self.beat_delta * self.frame_rate), self.beat_alpha)
 
 
-def crop(example: Example, seconds: float, frame_rate: int,
-         generator: torch.Generator | None) -> tuple[VideoFeatures, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def crop(example: Example, seconds: float, frame_rate: int, generator: torch.Generator | None,
+         lead_in_frames: int = 0) -> tuple[VideoFeatures, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """A ``seconds`` crop at a random whole code frame (at the start when ``generator`` is None).
 
     Returns features, codes [K, T], a bool [T] marking code frames within one frame of a known event, and the
-    crop's beat-weighted loss weights [T] (None when the source computes none).
+    crop's beat-weighted loss weights [T] (None when the source computes none). The first ``lead_in_frames`` of
+    the crop weigh 1 (``train.lead_in_seconds``): with no music before them, only the video can tell the decoder
+    where the first beats fall and how fast they come, so that is where the tempo is learnt from the video.
     """
     total = example.codes.shape[-1]
     length = min(total, max(1, round(seconds * frame_rate)))
@@ -115,6 +118,9 @@ def crop(example: Example, seconds: float, frame_rate: int,
     near_event = (frames[:, None] - event_frames[None, :]).abs().le(1).any(dim=1) if len(event_frames) else \
         torch.zeros(length, dtype=torch.bool)
     weights = None if example.frame_weights is None else example.frame_weights[start:start + length]
+    if weights is not None and lead_in_frames > 0:
+        weights = weights.clone()
+        weights[:lead_in_frames] = 1.0
     return features, example.codes[:, start:start + length], near_event, weights
 
 
@@ -163,7 +169,8 @@ class Batch:
 def make_batch(source: ClipSource, indices: list[int], seconds: float, frame_rate: int,
                collate: Callable[[list[VideoFeatures]], FeatureBatch], generator: torch.Generator | None) -> Batch:
     """Crops of the given rows, padded into one batch (on the CPU)."""
-    crops = [crop(source.example(i), seconds, frame_rate, generator) for i in indices]
+    lead_in = source.lead_in_frames if generator is not None else 0  # validation: the plain loss
+    crops = [crop(source.example(i), seconds, frame_rate, generator, lead_in) for i in indices]
     lengths = torch.tensor([codes.shape[-1] for _, codes, *_ in crops])
     codes = torch.zeros(len(crops), crops[0][1].shape[0], int(lengths.max()), dtype=torch.long)
     near_event = torch.zeros(len(crops), int(lengths.max()), dtype=torch.bool)

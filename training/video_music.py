@@ -43,7 +43,8 @@ class VideoMusicTask:
         train = config.train
         self.model, self.config, self.train = model, config, train
         rates = model.frame_rate, model.sample_rate
-        self.source = ClipSource(dataset_dir, "train", columns, *rates, train.beat_alpha, train.beat_delta)
+        self.source = ClipSource(dataset_dir, "train", columns, *rates, train.beat_alpha, train.beat_delta,
+                                 train.lead_in_seconds)
         self.validation = ClipSource(dataset_dir, "validation", columns, *rates)
         if len(self.source) == 0:
             raise UserError(f"{dataset_dir}: the train split is empty")
