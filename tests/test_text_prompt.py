@@ -195,3 +195,83 @@ def test_shipped_demo_model_has_no_text_encoder_and_says_so(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: this model has no text encoder")
     assert not (tmp_path / "o.mp4").exists()
+
+
+# ------------------------------------------------------------------------------------------------ captions, schema
+def _truth_rows(n: int = 400) -> list[dict]:
+    from data.synthetic.build import clip_row
+    from data.synthetic.spec import sample_clip_spec
+
+    return [clip_row(sample_clip_spec(3, i, 2.0)) for i in range(n)]
+
+
+def test_captions_follow_the_ground_truth_and_are_deterministic():
+    from data.captions import caption_from_truth, instrument_family, tempo_word
+
+    assert [tempo_word(b) for b in (70, 84.9, 85, 104, 105, 124, 125, 150)] == [
+        "slow", "slow", "moderate", "moderate", "upbeat", "upbeat", "fast", "fast"]
+    assert instrument_family(0) == "piano" and instrument_family(46) == "strings" and instrument_family(89) == "synth pad"
+    row = {"id": "a", "program": 0, "key": "A", "mode": "minor", "tempo": 80.0, "tags": []}
+    assert caption_from_truth(row, 1) == caption_from_truth(dict(row), 1)
+    assert len({caption_from_truth({**row, "id": str(i)}, 1) for i in range(50)}) > 10  # varied phrasings
+    assert "A minor" in caption_from_truth(row, 1) or "A | minor" in caption_from_truth(row, 1, held_out=True)
+    assert caption_from_truth({"id": "b", "program": None, "key": None, "mode": None, "tempo": None}) is None
+    for r in _truth_rows(40):
+        assert r["caption"] and r["key"] in r["caption"] and r["mode"] in r["caption"]
+
+
+def test_held_out_wording_never_appears_in_train_captions():
+    from data.captions import HELD_OUT, TRAIN, caption_from_truth
+
+    rows = _truth_rows()
+    rows += [{**r, "id": f"{r['id']}x", "program": p, "tempo": t} for r, p, t in
+             zip(rows, range(0, 128, 1), [70, 90, 110, 140] * 32)]  # every family and tempo word
+    train = {caption_from_truth(r, s) for r in rows for s in (0, 1)}
+    held = {caption_from_truth(r, s, held_out=True) for r in rows for s in (0, 1)}
+    assert not train & held
+    held_words = {w for part in (HELD_OUT.family, HELD_OUT.tempo, HELD_OUT.mood) for ws in part.values() for w in ws}
+    assert not held_words & {w for part in (TRAIN.family, TRAIN.tempo, TRAIN.mood) for ws in part.values() for w in ws}
+    for caption in train:
+        assert not [w for w in held_words if w in caption], caption
+        assert not any(t.split("{")[0].strip() and t.split("{")[0] in caption for t in HELD_OUT.templates)
+    assert len({c.split(" ")[0] for c in held}) >= 3  # every held-out template is used
+
+
+def test_curation_caption_comes_from_the_manifest_or_title_and_tags(tmp_path):
+    import json
+
+    from data.captions import caption_from_metadata
+    from data.sources import find_sources
+
+    assert caption_from_metadata("calm piano", "Title", ["a"]) == "calm piano"
+    assert caption_from_metadata("  ", "Big Day", ["wedding", "outdoor"]) == "Big Day, wedding, outdoor"
+    assert caption_from_metadata(None, "", []) is None
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"path": "a.mp4", "title": "T", "caption": "slow strings"}) + "\n")
+    assert find_sources(tmp_path / "m.jsonl")[0].caption == "slow strings"
+
+
+def test_schema_version_1_datasets_still_load(tmp_path):
+    import json
+
+    from datasets import Dataset, DatasetDict, Features
+
+    from data.schema import SCHEMA_VERSION, check_schema, clip_features, row_caption
+    from training.batches import load_split
+
+    assert SCHEMA_VERSION == 2 and "caption" in clip_features()
+    old = {k: v for k, v in clip_features().items() if k != "caption"}
+
+    row = {"id": "v", "video_id": "v", "video_path": "clips/v.mp4", "music_path": "music/v.wav", "start": 0.0,
+           "duration": 1.0, "title": "", "tags": [], "event_times": None, "beat_times": None, "tempo": None,
+           "key": None, "mode": None, "program": None}
+    splits = {name: Dataset.from_dict({k: [row[k]] * (name == "train") for k in old}, features=Features(old))
+              for name in ("train", "test", "validation")}
+    DatasetDict(splits).save_to_disk(str(tmp_path), num_shards={name: 1 for name in splits})
+    (tmp_path / "schema.json").write_text(json.dumps({"schema_version": 1, "source": "curate"}))
+    assert check_schema(tmp_path)["schema_version"] == 1
+    loaded = load_split(tmp_path, "train")
+    assert "caption" not in loaded.column_names and row_caption(loaded[0]) is None
+    (tmp_path / "schema.json").write_text(json.dumps({"schema_version": 3, "source": "curate"}))
+    with pytest.raises(ValueError, match="schema version 3"):
+        check_schema(tmp_path)
