@@ -176,8 +176,8 @@ def read_config(folder: Path, overrides: dict) -> V2MConfig:
     if config.semantic.weights is not None:
         config.semantic.weights = inside(folder, config.semantic.weights, "image encoder")
     text = config.text
-    if text.enabled and text.random_init is None and (Path(text.encoder).is_absolute() or
-                                                      (folder / text.encoder).exists() or not HUB_ID.match(text.encoder)):
+    local = Path(text.encoder).is_absolute() or (folder / text.encoder).exists() or not HUB_ID.match(text.encoder)
+    if text.enabled and text.random_init is None and local:  # a bundled encoder (``bundle_text_encoder``)
         text.encoder = inside(folder, text.encoder, "text encoder")
     return config
 

@@ -199,6 +199,7 @@ def regenerate_range(model, video: str | Path, music: torch.Tensor, start: float
     codes = original_codes(model, music, plan, min(frames, window_frames, music.shape[0] // hop - plan.first_frame))
     continued = codes[:, :, :plan.prompt_frames] if plan.prompt_frames else None
     new = join_windows(model, video, windows, seed=seed, guidance_scale=guidance_scale, previous=continued,
-                       progress=progress, prompt=prompt, text_guidance_scale=text_guidance_scale)[:plan.changed[1] - plan.prompt_start]
+                       progress=progress, prompt=prompt,
+                       text_guidance_scale=text_guidance_scale)[:plan.changed[1] - plan.prompt_start]
     gain = fitted_gain(level_gain(model, music, codes, plan.first_frame), new, music)
     return Regenerated(splice(music, gain * new, plan), plan, gain)

@@ -60,7 +60,8 @@ def test_text_states_and_joint_masks(text_model):
     video, video_mask = text_model.condition(text_model.collate([_features()] * 3))
     memory, memory_mask = joint_memory(video, video_mask, states, mask)
     assert memory.shape == (3, video.shape[1] + states.shape[1], 32)
-    assert torch.equal(memory_mask[:, :video.shape[1]], video_mask) and torch.equal(memory_mask[:, video.shape[1]:], mask)
+    length = video.shape[1]
+    assert torch.equal(memory_mask[:, :length], video_mask) and torch.equal(memory_mask[:, length:], mask)
 
 
 @pytest.mark.parametrize("p_video, p_text", [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
@@ -210,7 +211,7 @@ def test_captions_follow_the_ground_truth_and_are_deterministic():
 
     assert [tempo_word(b) for b in (70, 84.9, 85, 104, 105, 124, 125, 150)] == [
         "slow", "slow", "moderate", "moderate", "upbeat", "upbeat", "fast", "fast"]
-    assert instrument_family(0) == "piano" and instrument_family(46) == "strings" and instrument_family(89) == "synth pad"
+    assert [instrument_family(p) for p in (0, 46, 89)] == ["piano", "strings", "synth pad"]
     row = {"id": "a", "program": 0, "key": "A", "mode": "minor", "tempo": 80.0, "tags": []}
     assert caption_from_truth(row, 1) == caption_from_truth(dict(row), 1)
     assert len({caption_from_truth({**row, "id": str(i)}, 1) for i in range(50)}) > 10  # varied phrasings
