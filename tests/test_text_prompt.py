@@ -276,3 +276,28 @@ def test_schema_version_1_datasets_still_load(tmp_path):
     (tmp_path / "schema.json").write_text(json.dumps({"schema_version": 3, "source": "curate"}))
     with pytest.raises(ValueError, match="schema version 3"):
         check_schema(tmp_path)
+
+
+def test_musicgen_checkpoint_text_encoder_and_projection_are_used(tmp_path):
+    """The real-preset path, offline: a (tiny) MusicgenForConditionalGeneration folder gives its T5 encoder and
+    ``enc_to_dec_proj``; saving bundles a local encoder into the model folder."""
+    from transformers import (EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration,
+                              T5Config)
+
+    from model.v2m import VideoToMusic
+
+    tiny = load_config("tiny")
+    decoder = MusicgenDecoderConfig(**tiny.decoder.random_init["decoder"])
+    musicgen = MusicgenForConditionalGeneration(MusicgenConfig(
+        text_encoder=T5Config(vocab_size=384, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2),
+        audio_encoder=EncodecConfig(**tiny.decoder.random_init["codec"]), decoder=decoder))
+    musicgen.save_pretrained(tmp_path / "musicgen")
+    model = VideoToMusic.from_config(load_config("tiny", ["text.enabled=true", f"text.encoder={tmp_path / 'musicgen'}",
+                                                          "text.tokenizer=byte"]))
+    conditioner = model.text_conditioner
+    assert torch.equal(conditioner.projection.weight, musicgen.enc_to_dec_proj.weight)
+    assert torch.equal(conditioner.encoder.shared.weight, musicgen.text_encoder.shared.weight)
+    model.save_pretrained(tmp_path / "saved")
+    loaded = VideoToMusic.from_pretrained(tmp_path / "saved")
+    assert loaded.config.text.encoder.endswith("text_encoder")
+    assert torch.equal(loaded.text_conditioner.encoder.shared.weight, musicgen.text_encoder.shared.weight)
