@@ -2,7 +2,8 @@
 
     python infer.py --video IN.mp4 --out OUT.mp4 [--model DIR_OR_HUB_ID | --config PRESET] [--seed N]
                     [--guidance-scale G] [--wav-out OUT.wav] [--max-seconds S]
-                    [--window-seconds 30] [--overlap-seconds 5]
+                    [--window-seconds 30] [--overlap-seconds 5] [--prompt "calm piano, slow"]
+                    [--text-guidance-scale T]
     python infer.py --video IN.mp4 --music OLD.wav --regenerate START:END --out OUT.mp4 [--wav-out NEW.wav] ...
 
 Reads top to bottom: check arguments, load the model, generate window by window (each window decodes only its own
@@ -41,6 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same music)")
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance scale, >= 1 (default: the model's, about 3)")
+    parser.add_argument("--prompt", default=None,
+                        help='optional text prompt that steers the style ("calm piano, slow"); needs a model with a '
+                             "text encoder. Without it the music follows the video alone")
+    parser.add_argument("--text-guidance-scale", type=float, default=None,
+                        help="how strongly the prompt steers, >= 0 (default: the model's, about 3; 0 ignores it)")
     parser.add_argument("--wav-out", type=Path, default=None, help="also write the music alone as WAV")
     parser.add_argument("--music", type=Path, default=None,
                         help="existing music for the video (e.g. an earlier --wav-out); with --regenerate")
@@ -63,6 +69,7 @@ def check_args(args: argparse.Namespace) -> None:
     """Refuse impossible requests before loading anything heavy."""
     check_paths(args.video, args.out, args.wav_out, args.music)
     check_settings(args.guidance_scale, args.max_seconds, args.window_seconds, args.overlap_seconds)
+    check_prompt(args.prompt, args.text_guidance_scale)
     if (args.music is None) != (args.regenerate is None):
         raise UserError("--music and --regenerate go together: --music OLD.wav --regenerate START:END")
     if args.music is not None and args.max_seconds is not None:
@@ -117,6 +124,21 @@ def check_settings(guidance_scale: float | None, max_seconds: float | None, wind
         raise UserError(f"--window-seconds must be in (0, {MAX_WINDOW_SECONDS:g}], got {window_seconds}")
     if not 0 <= overlap_seconds < window_seconds:
         raise UserError(f"--overlap-seconds must be >= 0 and shorter than --window-seconds, got {overlap_seconds}")
+
+
+def check_prompt(prompt: str | None, text_guidance_scale: float | None) -> None:
+    """A prompt, when given, has words; its scale is possible."""
+    if prompt is not None and not prompt.strip():
+        raise UserError("--prompt is empty: give a few words (\"calm piano, slow\") or leave it out")
+    if text_guidance_scale is not None and not text_guidance_scale >= 0.0:
+        raise UserError(f"--text-guidance-scale must be >= 0, got {text_guidance_scale}")
+
+
+def check_model_takes_prompt(model, prompt: str | None) -> None:
+    """A prompt needs a text encoder: say so in one line instead of failing inside generation."""
+    if prompt is not None and getattr(model, "text_conditioner", None) is None:
+        raise UserError("this model has no text encoder (text.enabled is false in its config): leave out --prompt, "
+                        "or use a model trained with text")
 
 
 def check_window(model, window_seconds: float) -> None:
@@ -180,21 +202,26 @@ class Soundtrack:
 
 def make_soundtrack(model, video: Path, out: Path, *, seed: int = 0, guidance_scale: float | None = None,
                     max_seconds: float | None = None, window_seconds: float = MAX_WINDOW_SECONDS,
-                    overlap_seconds: float = 5.0, wav_out: Path | None = None, progress: bool = True) -> Soundtrack:
+                    overlap_seconds: float = 5.0, wav_out: Path | None = None, progress: bool = True,
+                    prompt: str | None = None, text_guidance_scale: float | None = None) -> Soundtrack:
     """The job of this command, for anything that already holds a model (the CLI, the web page ``app.py``).
 
     Generates window by window (``model.long_form``), then writes ``out`` (the video with the music) and
-    ``wav_out`` atomically: a failure leaves no output and no temporary file behind.
+    ``wav_out`` atomically: a failure leaves no output and no temporary file behind. ``prompt``: an optional text
+    prompt (models with a text encoder).
     """
     from media.audio import peak_normalise
     from model.long_form import generate_long
 
     check_paths(video, out, wav_out)
     check_settings(guidance_scale, max_seconds, window_seconds, overlap_seconds)
+    check_prompt(prompt, text_guidance_scale)
+    check_model_takes_prompt(model, prompt)
     check_window(model, window_seconds)
     seconds = music_seconds(video, max_seconds)
     wav = generate_long(model, video, seconds, window_seconds, overlap_seconds, seed=seed,
-                        guidance_scale=guidance_scale, progress=progress)
+                        guidance_scale=guidance_scale, progress=progress, prompt=prompt,
+                        text_guidance_scale=text_guidance_scale)
     music = peak_normalise(wav.numpy())
     write_outputs(video, out, wav_out, music, model.sample_rate)
     return Soundtrack(out, wav_out, seconds, music, model.sample_rate)
@@ -203,7 +230,8 @@ def make_soundtrack(model, video: Path, out: Path, *, seed: int = 0, guidance_sc
 def regenerate_soundtrack(model, video: Path, music_path: Path, start: float, end: float, out: Path, *,
                           seed: int = 0, guidance_scale: float | None = None,
                           window_seconds: float = MAX_WINDOW_SECONDS, overlap_seconds: float = 5.0,
-                          wav_out: Path | None = None, progress: bool = True) -> Soundtrack:
+                          wav_out: Path | None = None, progress: bool = True, prompt: str | None = None,
+                          text_guidance_scale: float | None = None) -> Soundtrack:
     """New music for ``[start, end)`` s of ``music_path`` (``model.regenerate``), the rest kept sample for sample.
 
     The output is as long as the music, not the video: the promise is that the music outside the range is the
@@ -218,11 +246,14 @@ def regenerate_soundtrack(model, video: Path, music_path: Path, start: float, en
 
     check_paths(video, out, wav_out, music_path)
     check_settings(guidance_scale, None, window_seconds, overlap_seconds)
+    check_prompt(prompt, text_guidance_scale)
+    check_model_takes_prompt(model, prompt)
     check_window(model, window_seconds)
     music, rate = read_audio(music_path, model.sample_rate)
     check_range(start, end, len(music) / rate, video_seconds(video))
     result = regenerate_range(model, video, torch.from_numpy(music), start, end, window_seconds, overlap_seconds,
-                              seed=seed, guidance_scale=guidance_scale, progress=progress)
+                              seed=seed, guidance_scale=guidance_scale, progress=progress, prompt=prompt,
+                              text_guidance_scale=text_guidance_scale)
     edited = result.music.numpy()
     write_outputs(video, out, wav_out, edited, rate, lossless_subtype(music_path, rate))
     return Soundtrack(out, wav_out, len(edited) / rate, edited, rate, result.plan)
@@ -262,7 +293,8 @@ def run(args: argparse.Namespace) -> None:
     model = load_model(args).eval()
     result = make_soundtrack(model, args.video, args.out, seed=args.seed, guidance_scale=args.guidance_scale,
                              max_seconds=args.max_seconds, window_seconds=args.window_seconds,
-                             overlap_seconds=args.overlap_seconds, wav_out=args.wav_out, progress=True)
+                             overlap_seconds=args.overlap_seconds, wav_out=args.wav_out, progress=True,
+                             prompt=args.prompt, text_guidance_scale=args.text_guidance_scale)
     print(f"wrote {args.out} ({result.seconds:.1f} s of music, seed {args.seed}) in "
           f"{time.perf_counter() - started:.1f} s")
 
@@ -278,7 +310,8 @@ def regenerate(args: argparse.Namespace, video_length: float, started: float) ->
     model = load_model(args).eval()
     result = regenerate_soundtrack(model, args.video, args.music, start, end, args.out, seed=args.seed,
                                    guidance_scale=args.guidance_scale, window_seconds=args.window_seconds,
-                                   overlap_seconds=args.overlap_seconds, wav_out=args.wav_out, progress=True)
+                                   overlap_seconds=args.overlap_seconds, wav_out=args.wav_out, progress=True,
+                                   prompt=args.prompt, text_guidance_scale=args.text_guidance_scale)
     plan, rate = result.plan, result.sample_rate
     print(f"wrote {args.out} ({result.seconds:.1f} s of music; new from {plan.start / rate:.2f} s, back to "
           f"{args.music.name} at {plan.end_join / rate:.2f} s over {plan.end_fade / rate:.2f} s; changed "

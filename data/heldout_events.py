@@ -306,6 +306,7 @@ def clip_row(spec: HeldoutSpec) -> dict:
         "tags": ["heldout", "do-not-train", *kinds],
         "event_times": [float(t) for t in spec.event_times()], "beat_times": [float(t) for t in spec.beat_times],
         "tempo": float(spec.bpm), "key": KEY_NAMES[spec.key], "mode": spec.mode, "program": int(spec.program),
+        "caption": None,  # never trained on; prompts for its clips are built when measuring
     }
 
 

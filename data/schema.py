@@ -5,7 +5,7 @@ A dataset is a Hugging Face ``datasets.DatasetDict`` saved with ``save_to_disk``
 
     DATASET_DIR/
       dataset_info.json / train/ test/ validation/   (datasets' own files; written by save_to_disk)
-      schema.json                                    {"schema_version": 1, "source": "curate" | "synthetic", ...}
+      schema.json                                    {"schema_version": 2, "source": "curate" | "synthetic", ...}
       clips/<id>.mp4                                 the clip's video (its own audio track, if any, is ignored)
       music/<id>.wav                                 the clip's music: 32 kHz mono PCM, vocals removed
       rejected.jsonl                                 (curation) one JSON object per rejected file, with a reason
@@ -22,10 +22,16 @@ Columns every producer writes (paths are relative to DATASET_DIR so a dataset fo
 | duration   | float64       | clip length, seconds |
 | title      | string        | free text (may be empty) |
 | tags       | list[string]  | free tags (may be empty) |
+| caption    | string        | (version 2) a text prompt describing the music, or ``None``: curation takes a manifest's
+|            |               | ``caption``, else title and tags; the synthetic set builds it from its ground truth
+|            |               | (``data/captions.py``). Training reads it for models with a text encoder. |
 
 Optional ground truth (the synthetic set; ``None`` elsewhere): ``event_times`` list[float64] seconds of cuts and
 impacts, ``beat_times`` list[float64], ``tempo`` float64 BPM, ``key`` string (e.g. "A"), ``mode`` string
 ("major"/"minor"), ``program`` int64 (General MIDI program).
+
+Versions: 1 had no ``caption`` column. Version-1 datasets still load: every reader takes a missing caption as
+``None`` (``row_caption``), and adding cached features keeps a dataset's version.
 
 Cached features (``data.features``, optional) are extra columns whose names carry a short hash of the settings that
 produced them, so a different preset never reuses stale features (see ``feature_key``):
@@ -40,7 +46,8 @@ from pathlib import Path
 
 from common.files import atomic_write_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: no caption column (read as None)
 SPLITS = ("train", "test", "validation")
 MUSIC_SAMPLE_RATE = 32_000
 
@@ -62,6 +69,7 @@ def clip_features():
             "duration": Value("float64"),
             "title": Value("string"),
             "tags": Sequence(Value("string")),
+            "caption": Value("string"),
             "event_times": Sequence(Value("float64")),
             "beat_times": Sequence(Value("float64")),
             "tempo": Value("float64"),
@@ -83,9 +91,16 @@ def feature_key(kind: str, settings: dict) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
-def write_schema_file(dataset_dir: str | Path, source: str, **extra) -> None:
-    """Record the schema version and producer beside the dataset (read back by ``check_schema``)."""
-    info = {"schema_version": SCHEMA_VERSION, "source": source, **extra}
+def row_caption(row: dict) -> str | None:
+    """The row's caption, or None (a version-1 row has no caption column; an empty caption is none)."""
+    caption = row.get("caption")
+    return caption if caption and caption.strip() else None
+
+
+def write_schema_file(dataset_dir: str | Path, source: str, schema_version: int = SCHEMA_VERSION, **extra) -> None:
+    """Record the schema version and producer beside the dataset (read back by ``check_schema``); a tool that only
+    adds columns to an existing dataset passes its ``schema_version`` on."""
+    info = {"schema_version": schema_version, "source": source, **extra}
     atomic_write_json(Path(dataset_dir) / "schema.json", info)
 
 
@@ -95,6 +110,7 @@ def check_schema(dataset_dir: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{dataset_dir} is not a clip dataset (no schema.json); make one with data.curate or data.synthetic")
     info = json.loads(path.read_text())
-    if info.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{dataset_dir}: schema version {info.get('schema_version')} (this code reads {SCHEMA_VERSION})")
+    if info.get("schema_version") not in READABLE_VERSIONS:
+        raise ValueError(f"{dataset_dir}: schema version {info.get('schema_version')} (this code reads "
+                         f"{', '.join(map(str, READABLE_VERSIONS))})")
     return info

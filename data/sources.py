@@ -1,8 +1,9 @@
 """Which files to curate: a folder searched recursively, or a manifest (CSV or JSONL) of local paths with metadata.
 
-A manifest has a ``path`` column and optional ``id``, ``title`` and ``tags`` (a list in JSONL; ``;``-separated in
-CSV). Its paths are relative to the manifest's folder and must stay inside it unless ``allow_outside`` is given:
-a manifest from someone else must not make curation read (and then publish) files from elsewhere on the machine.
+A manifest has a ``path`` column and optional ``id``, ``title``, ``tags`` (a list in JSONL; ``;``-separated in
+CSV) and ``caption`` (a description of the music: the clip's text prompt for training; without it, title and
+tags). Its paths are relative to the manifest's folder and must stay inside it unless ``allow_outside`` is given: a
+manifest from someone else must not make curation read (and then publish) files from elsewhere on the machine.
 
 Video ids are stable: given in the manifest, or made from the path relative to the folder or manifest (a readable
 slug plus a short hash of that path), so the split of a video does not change when other files come and go.
@@ -34,6 +35,7 @@ class SourceVideo:
     id: str
     title: str = ""
     tags: list[str] = field(default_factory=list)
+    caption: str = ""
 
 
 def path_id(relative: str) -> str:
@@ -86,7 +88,8 @@ def _read_manifest(manifest: Path, allow_outside: bool) -> list[SourceVideo]:
         if not ID_PATTERN.match(video_id):
             raise SourceError(f"{where}: id {video_id!r} must be 1-128 letters, digits, '.', '_' or '-' "
                              f"(starting with a letter or digit)")
-        sources.append(SourceVideo(str(resolved), video_id, str(entry.get("title") or ""), _tags(entry.get("tags"), where)))
+        sources.append(SourceVideo(str(resolved), video_id, str(entry.get("title") or ""),
+                                   _tags(entry.get("tags"), where), str(entry.get("caption") or "")))
     return sources
 
 

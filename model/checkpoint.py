@@ -7,6 +7,8 @@ A folder (or Hub repo) holds::
     README.md            a model card with the licences of every part
     semantic.safetensors, codec.safetensors, decoder/   frozen parts no Hub id can supply (a decoder pretrained
                          here, a fitted codec, a random-init image tower), named relative to the folder
+    text_encoder/        with ``text.enabled``, a T5 encoder no Hub id supplies (random-init or a local folder), as a
+                         ``T5EncoderModel`` folder (and its tokenizer unless that is "byte"); a Hub encoder is named
 
 Why not ``huggingface_hub.PyTorchModelHubMixin``: it rebuilds a class from JSON ``__init__`` arguments and loads
 one full state dict, while this format rebuilds the frozen parts from their own Hub ids, bundles the local ones and
@@ -39,9 +41,11 @@ CONFIG_NAME = "config.json"
 SEMANTIC_NAME = "semantic.safetensors"
 CODEC_NAME = "codec.safetensors"
 BASE_DECODER_DIR = "decoder"
+TEXT_ENCODER_DIR = "text_encoder"
 CARD_NAME = "README.md"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SEMANTIC_NAME, CODEC_NAME, f"{BASE_DECODER_DIR}/*"]
+HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SEMANTIC_NAME, CODEC_NAME, f"{BASE_DECODER_DIR}/*",
+             f"{TEXT_ENCODER_DIR}/*"]
 
 
 # ---------------------------------------------------------------------------------------------------- saving
@@ -73,7 +77,24 @@ def bundle_local_parts(model, directory: Path) -> dict:
         decoder["codec"]["weights"] = CODEC_NAME
         save_base_decoder(model.decoder, directory / BASE_DECODER_DIR)
         decoder["base"], decoder["random_init"] = BASE_DECODER_DIR, None
+    if model.text_conditioner is not None:
+        bundle_text_encoder(model.text_conditioner, config["text"], directory)
     return config
+
+
+def bundle_text_encoder(conditioner, text: dict, directory: Path) -> None:
+    """A text encoder that is not on the Hub (random-init, a local folder) goes into ``text_encoder/`` (fp32, with
+    its tokenizer unless that is the file-less "byte" one) and ``text`` (the config section) names it there; a Hub
+    encoder stays a reference to its id, as the decoder base does."""
+    if text["random_init"] is None and HUB_ID.match(text["encoder"]) and not Path(text["encoder"]).exists():
+        return
+    target = directory / TEXT_ENCODER_DIR
+    encoder = conditioner.encoder
+    encoder.save_pretrained(target, state_dict={k: v.detach().float().cpu() for k, v in encoder.state_dict().items()})
+    if conditioner.tokenizer_name != "byte":
+        conditioner.tokenizer.save_pretrained(target)
+    byte = conditioner.tokenizer_name == "byte"
+    text.update(encoder=TEXT_ENCODER_DIR, random_init=None, tokenizer="byte" if byte else None)
 
 
 def save_base_decoder(decoder: nn.Module, directory: Path) -> None:
@@ -154,6 +175,10 @@ def read_config(folder: Path, overrides: dict) -> V2MConfig:
         config.decoder.codec["weights"] = inside(folder, str(config.decoder.codec.get("weights", "")), "codec")
     if config.semantic.weights is not None:
         config.semantic.weights = inside(folder, config.semantic.weights, "image encoder")
+    text = config.text
+    local = Path(text.encoder).is_absolute() or (folder / text.encoder).exists() or not HUB_ID.match(text.encoder)
+    if text.enabled and text.random_init is None and local:  # a bundled encoder (``bundle_text_encoder``)
+        text.encoder = inside(folder, text.encoder, "text encoder")
     return config
 
 

@@ -10,7 +10,8 @@ A preset YAML has one section per dataclass below::
     fusion:   {d_fuse: 256, ...}
     decoder:  {base: facebook/musicgen-small, quantization: none, ...}
     lora:     {r: 16, alpha: 32, ...}
-    guidance: {condition_dropout: 0.2, scale: 3.0}
+    guidance: {condition_dropout: 0.2, scale: 3.0, text_scale: 3.0}
+    text:     {enabled: false, encoder: facebook/musicgen-small, max_tokens: 64, dropout: 0.3, ...}
     generation: {top_k: 250, temperature: 1.0, max_seconds: 30.0}
     train:    {lr: 1e-4, ...}
 
@@ -220,12 +221,50 @@ class GuidanceConfig:
 
     condition_dropout: float = 0.2
     scale: float = 3.0
+    # The text prompt's own scale (only with a text encoder and a prompt): logits = null + scale (video - null)
+    # + text_scale (video+text - video); 0 ignores the prompt.
+    text_scale: float = 3.0
 
     def validate(self) -> None:
         if not 0.0 <= self.condition_dropout <= 1.0:
             raise ConfigError(f"guidance.condition_dropout must be in [0, 1], got {self.condition_dropout}")
         if self.scale < 1.0:
             raise ConfigError(f"guidance.scale must be >= 1 (1 disables guidance), got {self.scale}")
+        if not self.text_scale >= 0.0:
+            raise ConfigError(f"guidance.text_scale must be >= 0 (0 ignores the prompt), got {self.text_scale}")
+
+
+TOKENIZER_BYTES = "byte"  # text.tokenizer: ByT5's byte tokenizer, which needs no vocabulary file (offline)
+
+
+@dataclass
+class TextConfig:
+    """The optional text prompt (issue 15): a frozen T5 encoder whose states, projected to the decoder width, sit
+    beside the fused video states in the cross-attention memory.
+
+    ``encoder`` is a ``MusicgenForConditionalGeneration`` checkpoint (its T5 ``text_encoder`` and ``enc_to_dec_proj``
+    are used: MusicGen's own text conditioning) or a ``T5EncoderModel`` id/folder. ``tokenizer`` is a Hub id or folder
+    for ``AutoTokenizer`` (None: the encoder's; MusicGen checkpoints ship T5's), or ``"byte"`` (ByT5's byte
+    tokenizer: no files, offline). ``random_init`` (``T5Config`` fields) builds a randomly initialised encoder
+    instead (tiny preset, tests). ``dropout`` is the training probability of dropping the text, drawn independently
+    of the video's ``guidance.condition_dropout``.
+    """
+
+    enabled: bool = False
+    encoder: str = "facebook/musicgen-small"
+    tokenizer: str | None = None
+    max_tokens: int = 64
+    dropout: float = 0.3
+    random_init: dict | None = None
+
+    def validate(self) -> None:
+        _positive("text.max_tokens", self.max_tokens)
+        if not 0.0 <= self.dropout <= 1.0:
+            raise ConfigError(f"text.dropout must be in [0, 1], got {self.dropout}")
+        if self.random_init is not None:
+            from transformers import T5Config
+
+            _unknown_keys("text.random_init", self.random_init, set(T5Config().to_dict()))
 
 
 @dataclass
@@ -302,6 +341,7 @@ class V2MConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

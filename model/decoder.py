@@ -59,22 +59,24 @@ def base_model(decoder: nn.Module) -> nn.Module:
     return decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
 
 
-def _quantization(bits: str, compute_dtype: torch.dtype) -> BitsAndBytesConfig | None:
+def _quantization(bits: str, compute_dtype: torch.dtype,
+                  skip: list[str] = SKIP_QUANTIZATION) -> BitsAndBytesConfig | None:
     if bits == "4bit":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=SKIP_QUANTIZATION)
+                                  bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=skip)
     if bits == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=SKIP_QUANTIZATION)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     return None
 
 
-def _load_options(cfg: DecoderConfig, placement: Placement) -> dict:
+def load_options(cfg: DecoderConfig, placement: Placement, skip: list[str] = SKIP_QUANTIZATION) -> dict:
     """``from_pretrained`` arguments: dtype, and for a bitsandbytes base its config and an explicit device map
-    (without one the base could land on ``cuda:0`` while the rest of the model sits elsewhere)."""
+    (without one the base could land on ``cuda:0`` while the rest of the model sits elsewhere). ``skip``: module
+    names kept in full precision (``model.text`` quantizes the T5 encoder with the same call)."""
     bits = cfg.quantization if cfg.quantization != "none" else placement.quantization
     options = {"dtype": placement.decoder}
     if bits != "none":
-        options.update(quantization_config=_quantization(bits, placement.decoder),
+        options.update(quantization_config=_quantization(bits, placement.decoder, skip),
                        device_map={"": placement.device})
     return options
 
@@ -98,7 +100,7 @@ def load_musicgen(cfg: DecoderConfig, placement: Placement | None = None) -> tup
         move_module(decoder, dtype=placement.decoder)
     else:
         full, info = MusicgenForConditionalGeneration.from_pretrained(cfg.base, output_loading_info=True,
-                                                                      **_load_options(cfg, placement))
+                                                                      **load_options(cfg, placement))
         _report_loading(cfg.base, info, strict=False)
         decoder = full.decoder
     codec = full.audio_encoder
@@ -122,7 +124,7 @@ def _decoder_only(cfg: DecoderConfig, placement: Placement) -> MusicgenForCausal
         move_module(decoder, dtype=placement.decoder)
         return decoder
     decoder, info = MusicgenForCausalLM.from_pretrained(cfg.base, output_loading_info=True,
-                                                        **_load_options(cfg, placement))
+                                                        **load_options(cfg, placement))
     _report_loading(cfg.base, info, strict=True)  # a decoder folder written by this project: exact keys
     return decoder.eval()
 

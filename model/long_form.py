@@ -67,8 +67,10 @@ def crossfade(tail: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
 
 
 def window_codes(model, video: str | Path, window: Window, previous: torch.Tensor | None, seed: int,
-                 guidance_scale: float | None = None) -> torch.Tensor:
-    """Codes [1, K, window.frames] for one window, conditioned on its own stretch of video.
+                 guidance_scale: float | None = None, text: str | None = None,
+                 text_guidance_scale: float | None = None) -> torch.Tensor:
+    """Codes [1, K, window.frames] for one window, conditioned on its own stretch of video (and ``text``, an
+    optional text prompt, the same for every window).
 
     ``previous`` [1, K, T'] is the previous window's codes; its last ``window.prompt`` frames start this window.
     Feature times count from the window start, so the time-aligned term covers the prompt steps too.
@@ -77,7 +79,7 @@ def window_codes(model, video: str | Path, window: Window, previous: torch.Tenso
     features = model.extract_features(video, start=window.start / rate, max_seconds=window.frames / rate)
     prompt = previous[:, :, previous.shape[-1] - window.prompt:] if window.prompt else None
     return model.generate_codes([features], window.frames / rate, seed=seed, guidance_scale=guidance_scale,
-                                prompt=prompt)
+                                prompt=prompt, text=text, text_guidance_scale=text_guidance_scale)
 
 
 def decode_window(model, codes: torch.Tensor) -> torch.Tensor:
@@ -96,14 +98,17 @@ def samples_per_frame(model) -> int:
 @torch.no_grad()
 def generate_long(model, video: str | Path, seconds: float, window_seconds: float = 30.0,
                   overlap_seconds: float = 5.0, seed: int = 0, guidance_scale: float | None = None,
-                  progress: bool = False) -> torch.Tensor:
+                  progress: bool = False, prompt: str | None = None,
+                  text_guidance_scale: float | None = None) -> torch.Tensor:
     """Music for the first ``seconds`` of ``video``: float32 [round(seconds x sample_rate)] on the CPU.
 
-    Window i samples with seed ``seed + i``, so the same seed gives the same music.
+    Window i samples with seed ``seed + i``, so the same seed gives the same music. ``prompt``: an optional text
+    prompt for a model with a text encoder (every window reads it); None is video only.
     """
     windows = plan_windows(max(1, round(seconds * model.frame_rate)), round(window_seconds * model.frame_rate),
                            round(overlap_seconds * model.frame_rate))
-    music = join_windows(model, video, windows, seed=seed, guidance_scale=guidance_scale, progress=progress)
+    music = join_windows(model, video, windows, seed=seed, guidance_scale=guidance_scale, progress=progress,
+                         prompt=prompt, text_guidance_scale=text_guidance_scale)
     return music[:round(seconds * model.sample_rate)]  # the codes cover whole frames: at least ``samples`` long
 
 
@@ -118,7 +123,8 @@ def shift_windows(windows: list[Window], offset: int, first_prompt: int) -> list
 
 @torch.no_grad()
 def join_windows(model, video: str | Path, windows: list[Window], seed: int = 0, guidance_scale: float | None = None,
-                 previous: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
+                 previous: torch.Tensor | None = None, progress: bool = False, prompt: str | None = None,
+                 text_guidance_scale: float | None = None) -> torch.Tensor:
     """The windows' music joined: float32 [(windows[-1].end - windows[0].start) x samples per frame] on the CPU.
 
     ``previous`` [1, K, T'] holds the codes the first window continues (its last ``windows[0].prompt`` frames); the
@@ -131,7 +137,7 @@ def join_windows(model, video: str | Path, windows: list[Window], seed: int = 0,
     hop = samples_per_frame(model)
     done, tail, codes = [], None, previous  # finished audio pieces; the last window's audio (its overlap to fade)
     for index, window in enumerate(tqdm(windows, desc="windows", unit="window", disable=not progress)):
-        codes = window_codes(model, video, window, codes, seed + index, guidance_scale)
+        codes = window_codes(model, video, window, codes, seed + index, guidance_scale, prompt, text_guidance_scale)
         wav = decode_window(model, codes)
         if tail is not None and window.prompt:
             overlap = window.prompt * hop

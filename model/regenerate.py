@@ -182,11 +182,13 @@ def splice(music: torch.Tensor, new: torch.Tensor, plan: RegenerationPlan) -> to
 @torch.no_grad()
 def regenerate_range(model, video: str | Path, music: torch.Tensor, start: float, end: float,
                      window_seconds: float = 30.0, overlap_seconds: float = 5.0, seed: int = 0,
-                     guidance_scale: float | None = None, progress: bool = False) -> Regenerated:
+                     guidance_scale: float | None = None, progress: bool = False, prompt: str | None = None,
+                     text_guidance_scale: float | None = None) -> Regenerated:
     """New music for ``[start, end)`` seconds of ``music`` (float32 [S] at ``model.sample_rate``, mono), conditioned
     on the video there and continuing the music before it; everything outside ``plan.changed`` stays as it was.
 
     A range longer than a window is generated as a chain of windows (window i samples with seed ``seed + i``).
+    ``prompt``: an optional text prompt (models with a text encoder).
     """
     rate, hop = model.sample_rate, samples_per_frame(model)
     music = music.detach().float().cpu()
@@ -195,8 +197,9 @@ def regenerate_range(model, video: str | Path, music: torch.Tensor, start: float
     frames = plan.last_frame - plan.first_frame
     windows = shift_windows(plan_windows(frames, window_frames, overlap_frames), plan.first_frame, plan.prompt_frames)
     codes = original_codes(model, music, plan, min(frames, window_frames, music.shape[0] // hop - plan.first_frame))
-    prompt = codes[:, :, :plan.prompt_frames] if plan.prompt_frames else None
-    new = join_windows(model, video, windows, seed=seed, guidance_scale=guidance_scale, previous=prompt,
-                       progress=progress)[:plan.changed[1] - plan.prompt_start]
+    continued = codes[:, :, :plan.prompt_frames] if plan.prompt_frames else None
+    new = join_windows(model, video, windows, seed=seed, guidance_scale=guidance_scale, previous=continued,
+                       progress=progress, prompt=prompt,
+                       text_guidance_scale=text_guidance_scale)[:plan.changed[1] - plan.prompt_start]
     gain = fitted_gain(level_gain(model, music, codes, plan.first_frame), new, music)
     return Regenerated(splice(music, gain * new, plan), plan, gain)

@@ -18,7 +18,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from model.aligned import aligned_injection
 from model.delay import delay_codes, delay_positions, undelay_codes
 from model.fast_decoder import FastDecoder, supports
-from model.guidance import guided_logits, with_null_branch
+from model.guidance import guided_logits, guided_text_logits, with_null_branch, with_text_branches
 
 
 class TransformersSteps:
@@ -88,7 +88,8 @@ def _prompted_layout(prompt: torch.Tensor | None, batch: int, num_codebooks: int
 def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: int, num_codebooks: int,
                  start_token: int, guidance_scale: float = 1.0, top_k: int = 250, temperature: float = 1.0,
                  generator: torch.Generator | None = None, greedy: bool = False, progress: bool = False,
-                 aligned: torch.Tensor | None = None, prompt: torch.Tensor | None = None) -> torch.Tensor:
+                 aligned: torch.Tensor | None = None, prompt: torch.Tensor | None = None,
+                 text: tuple[torch.Tensor, torch.Tensor] | None = None, text_scale: float = 0.0) -> torch.Tensor:
     """Sample codes [B, K, T] conditioned on encoder states ``hidden`` [B, L, D] with mask [B, L] (and, for models
     with the time-aligned term, ``aligned`` [B, T + K - 1, D] added to step t's input).
 
@@ -99,13 +100,21 @@ def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: 
     ``decoder`` is a ``MusicgenForCausalLM`` (possibly peft-wrapped), or a stepper (``FastDecoder``,
     ``TransformersSteps``) to choose the path. With ``guidance_scale > 1`` the null branch is appended and both run
     in the same step ([2B] rows); the KV cache makes each step cost one token per row.
+
+    ``text`` (states [B, Lt, D], mask [B, Lt]) adds a text prompt: the video+text, video-only and null branches run
+    as [3B] rows and mix with ``guidance_scale`` (video) and ``text_scale`` (``model.guidance.guided_text_logits``).
+    Without it the path above is taken unchanged.
     """
     steps = decoder if hasattr(decoder, "step") else stepper_for(decoder)
     batch = hidden.shape[0]
     guided = guidance_scale > 1.0
     condition = (hidden, mask) if aligned is None else (hidden, mask, aligned)
-    if guided:
-        condition = with_null_branch(*condition)
+    if text is not None:
+        condition, rows = with_text_branches(hidden, mask, *text, aligned), 3
+    elif guided:
+        condition, rows = with_null_branch(*condition), 2
+    else:
+        rows = 1
     hidden, mask, aligned = (*condition, None)[:3]
     real = delay_positions(num_codebooks, num_frames).to(hidden.device)  # [K, T+K]
     tokens, forced = _prompted_layout(prompt, batch, num_codebooks, num_frames, start_token, hidden.device)
@@ -114,10 +123,12 @@ def sample_codes(decoder, hidden: torch.Tensor, mask: torch.Tensor, num_frames: 
     for step in tqdm(range(num_frames + num_codebooks - 1), desc="generating", unit="step", disable=not progress,
                      leave=False):
         current = tokens[:, :, step]  # [B, K]
-        logits = steps.step(torch.cat([current, current]) if guided else current)  # [B or 2B, K, V]
+        logits = steps.step(torch.cat([current] * rows) if rows > 1 else current)  # [rows x B, K, V]
         if step in prompted:  # the next step is all prompt: nothing to sample (known without reading a tensor)
             continue
-        if guided:
+        if rows == 3:
+            logits = guided_text_logits(logits, guidance_scale, text_scale)
+        elif guided:
             logits = guided_logits(logits, guidance_scale)
         picked = _pick(logits.reshape(batch * num_codebooks, -1), top_k, temperature, generator, greedy)
         sampled = torch.where(real[:, step + 1], picked.view(batch, num_codebooks), start_token)

@@ -26,9 +26,10 @@ from model.delay import training_pair
 from model.extract import extract_features
 from model.features import FeatureBatch, VideoFeatures, collate_features
 from model.fusion import TemporalFusion
-from model.guidance import drop_condition, null_condition
+from model.guidance import drop_condition, drop_streams, joint_memory, null_condition
 from model.sampling import sample_codes, stepper_for
 from model.semantic import build_semantic_encoder
+from model.text import TextConditioner, TextPromptError, build_text_conditioner, prompt_list
 
 DEFAULT_MODEL = "default"
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "demo"  # the shipped toy model, when present
@@ -50,12 +51,13 @@ class GenerationDefaults:
     top_k: int = 250
     temperature: float = 1.0
     max_seconds: float = 30.0  # the longest music one generation makes; longer videos go window by window
+    text_guidance_scale: float = 3.0  # the text prompt's scale (models with a text encoder)
 
     @staticmethod
     def from_config(config: V2MConfig) -> "GenerationDefaults":
         generation = config.generation
         return GenerationDefaults(config.guidance.scale, generation.top_k, generation.temperature,
-                                  generation.max_seconds)
+                                  generation.max_seconds, config.guidance.text_scale)
 
 
 class VideoToMusic(nn.Module):
@@ -63,11 +65,14 @@ class VideoToMusic(nn.Module):
 
     ``placement`` (``common.device``) says where the parts live and how they are stored; ``generation`` holds the
     sampling defaults. Both are given by the builder: nothing here reads the config at call time.
+    ``text_conditioner`` (``model.text``; None unless ``text.enabled``) encodes optional text prompts.
     """
 
     def __init__(self, config: V2MConfig, semantic_encoder: nn.Module, fusion: TemporalFusion, decoder: nn.Module,
-                 codec: nn.Module, placement: Placement | None = None, generation: GenerationDefaults | None = None):
+                 codec: nn.Module, placement: Placement | None = None, generation: GenerationDefaults | None = None,
+                 text_conditioner: TextConditioner | None = None):
         super().__init__()
+        self.text_conditioner = text_conditioner
         self.config = config
         self.semantic_encoder = semantic_encoder
         self.fusion = fusion
@@ -95,7 +100,12 @@ class VideoToMusic(nn.Module):
             fusion = TemporalFusion(semantic_encoder.dim, config.motion.feature_dim, decoder.config.hidden_size,
                                     **vars(config.fusion))
             decoder = add_lora(decoder, config.lora, quantized(decoder), config.decoder.gradient_checkpointing)
-        model = cls(config, semantic_encoder, fusion, decoder, codec, placement, GenerationDefaults.from_config(config))
+            text = None
+            if config.text.enabled:  # last: a model without text draws exactly the random numbers it drew before
+                torch.manual_seed(0)  # frozen random-init encoder; its fresh projection is seeded with it
+                text = build_text_conditioner(config.text, config.decoder, decoder.config.hidden_size, placement)
+        model = cls(config, semantic_encoder, fusion, decoder, codec, placement, GenerationDefaults.from_config(config),
+                    text)
         return model.place(placement)
 
     def place(self, placement: Placement) -> "VideoToMusic":
@@ -105,6 +115,8 @@ class VideoToMusic(nn.Module):
         move_module(self.fusion, device, torch.float32)
         move_module(self.codec, device, torch.float32)
         place_decoder(self.decoder, placement)
+        if self.text_conditioner is not None:
+            self.text_conditioner.place(placement)
         self.placement = placement
         self._kept_stepper = None
         return self
@@ -116,8 +128,11 @@ class VideoToMusic(nn.Module):
             return tensor.device, tensor.dtype
 
         embeddings = self.decoder.get_input_embeddings()[0].weight
-        return {"semantic": first(self.semantic_encoder), "fusion": first(self.fusion),
-                "decoder": (embeddings.device, self.decoder_dtype), "codec": first(self.codec)}
+        parts = {"semantic": first(self.semantic_encoder), "fusion": first(self.fusion),
+                 "decoder": (embeddings.device, self.decoder_dtype), "codec": first(self.codec)}
+        if self.text_conditioner is not None:
+            parts["text"] = first(self.text_conditioner.encoder)
+        return parts
 
     def _check_invariants(self) -> None:
         """Cross-part checks that would otherwise fail deep inside a forward pass."""
@@ -167,11 +182,23 @@ class VideoToMusic(nn.Module):
         """Fused encoder states [B, L, Ddec] (decoder dtype) and their mask [B, L]."""
         return self.full_condition(batch, 1)[:2]
 
+    def text_condition(self, prompts: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected text states [B, Lt, Ddec] (decoder dtype) and mask [B, Lt]; an empty prompt is the null text."""
+        if self.text_conditioner is None:
+            raise TextPromptError("this model has no text encoder (its config has text.enabled false): generate "
+                                  "without a prompt, or use a model trained with text")
+        states, mask = self.text_conditioner(prompts)
+        return states.to(self.decoder_dtype), mask
+
     # ----------------------------------------------------------------------------------------------- training
     def forward(self, batch: FeatureBatch, codes: torch.Tensor, code_lengths: torch.Tensor | None = None,
-                condition_dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                condition_dropout: float = 0.0, captions: list[str | None] | None = None,
+                text_dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """One teacher-forced decoder pass: logits [B, K, S, V] and labels [B, K, S] (delayed layout) for codes
         [B, K, T]; the condition is dropped with probability ``condition_dropout`` (training, for guidance).
+
+        With a text encoder and ``captions`` (one per clip, None or "" for none), the memory is [video ; text] and
+        the text is dropped with probability ``text_dropout``, independently of the video (``drop_streams``).
 
         The loss is ``training.loss.codebook_cross_entropy(*model(...))``; under DDP call the wrapped model.
         """
@@ -179,7 +206,10 @@ class VideoToMusic(nn.Module):
                                        None if code_lengths is None else code_lengths.to(self.device))
         batch_size, num_codebooks, steps = inputs.shape
         condition = self.full_condition(batch, steps)
-        if condition_dropout > 0:
+        if captions is not None and self.text_conditioner is not None:
+            condition, text = drop_streams(condition, self.text_condition(captions), condition_dropout, text_dropout)
+            condition = (*joint_memory(*condition[:2], *text), *condition[2:])
+        elif condition_dropout > 0:
             condition = drop_condition(*condition, p=condition_dropout)
         hidden, mask, aligned = (*condition, None)[:3]
         with aligned_injection(self.decoder, aligned):
@@ -190,15 +220,21 @@ class VideoToMusic(nn.Module):
     teacher_forced = forward  # the name validation and the tools use
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint holds: fusion (incl. projection) and the LoRA adapters, fp32 on the CPU."""
+        """What a checkpoint holds: fusion (incl. projection), the LoRA adapters and, with a text encoder, the text
+        projection, fp32 on the CPU."""
         state = {f"fusion.{k}": v for k, v in self.fusion.state_dict().items()}
         state.update({f"lora.{k}": v for k, v in get_peft_model_state_dict(self.decoder).items()})
+        if self.text_conditioner is not None:
+            state.update({f"text.{k}": v for k, v in self.text_conditioner.projection.state_dict().items()})
         return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
         """Load fusion + LoRA weights, refusing any missing, unexpected or mis-shaped tensor."""
         checkpoint.check_state(state, self.trainable_state_dict(), source)
         self.fusion.load_state_dict({k[len("fusion."):]: v for k, v in state.items() if k.startswith("fusion.")})
+        if self.text_conditioner is not None:
+            self.text_conditioner.projection.load_state_dict(
+                {k[len("text."):]: v for k, v in state.items() if k.startswith("text.")})
         lora = {k[len("lora."):]: v for k, v in state.items() if k.startswith("lora.")}
         result = set_peft_model_state_dict(self.decoder, lora)
         unexpected = list(getattr(result, "unexpected_keys", None) or [])
@@ -210,11 +246,16 @@ class VideoToMusic(nn.Module):
     def generate_codes(self, features: list[VideoFeatures], seconds: float, seed: int = 0,
                        guidance_scale: float | None = None, unconditional: bool = False, greedy: bool = False,
                        progress: bool = False, precision: str | None = None,
-                       prompt: torch.Tensor | None = None) -> torch.Tensor:
+                       prompt: torch.Tensor | None = None, text: str | list[str] | None = None,
+                       text_guidance_scale: float | None = None) -> torch.Tensor:
         """Codes [B, K, T] for ``seconds`` of music per clip (T = seconds x frame rate), on the model's device.
 
         ``prompt`` codes [B, K, P] (P < T): music to continue; the output's first P frames are the prompt, and the
         features' times (so the time-aligned term) count from the prompt's start.
+
+        ``text``: a text prompt (one string for every clip, or one per clip) for a model with a text encoder; the
+        null, video and video+text branches then run as one batch (``model.guidance.with_text_branches``) mixed
+        with ``guidance_scale`` and ``text_guidance_scale``. None: video only, exactly as a model without text.
 
         ``precision`` ("float32", "bfloat16" or "int8"; default: the placement's) is the storage of the decoder
         layers' weights on the fast sampling path (``model.fast_decoder``).
@@ -229,10 +270,14 @@ class VideoToMusic(nn.Module):
         if unconditional:
             condition, scale = null_condition(*condition), 1.0
         hidden, mask, aligned = (*condition, None)[:3]
+        prompts = prompt_list(text, len(features))
+        text_memory = None if prompts is None or unconditional else self.text_condition(prompts)
+        text_scale = defaults.text_guidance_scale if text_guidance_scale is None else text_guidance_scale
         generator = seeded_generator(self.device, seed)
         return sample_codes(self.decoder_stepper(precision or self.placement.sampling), hidden, mask, num_frames,
                             self.num_codebooks, self.start_token, scale, defaults.top_k, defaults.temperature,
-                            generator, greedy, progress, aligned, None if prompt is None else prompt.to(self.device))
+                            generator, greedy, progress, aligned, None if prompt is None else prompt.to(self.device),
+                            text=text_memory, text_scale=text_scale)
 
     def decoder_stepper(self, precision: str = "float32"):
         """What ``sample_codes`` steps: see ``model.sampling.stepper_for``.
@@ -252,12 +297,17 @@ class VideoToMusic(nn.Module):
     @torch.no_grad()
     def generate(self, features: list[VideoFeatures], seconds: float, seed: int = 0,
                  guidance_scale: float | None = None, unconditional: bool = False, progress: bool = False,
-                 precision: str | None = None) -> torch.Tensor:
-        """Music for each clip: float32 [B, samples] at ``sample_rate`` on the CPU, exactly ``seconds`` long."""
+                 precision: str | None = None, prompt: str | list[str] | None = None,
+                 text_guidance_scale: float | None = None) -> torch.Tensor:
+        """Music for each clip: float32 [B, samples] at ``sample_rate`` on the CPU, exactly ``seconds`` long.
+
+        ``prompt``: an optional text prompt ("calm piano, slow"; one string, or one per clip) for a model with a
+        text encoder (``TextPromptError`` otherwise); None gives the video-only music, unchanged.
+        """
         was_training = self.training
         self.eval()
         codes = self.generate_codes(features, seconds, seed, guidance_scale, unconditional, progress=progress,
-                                    precision=precision)
+                                    precision=precision, text=prompt, text_guidance_scale=text_guidance_scale)
         wav = self.codec.decode(codes)[:, 0].float().cpu()  # [B, S]
         self.train(was_training)
         return _fit_length(wav, round(seconds * self.sample_rate))

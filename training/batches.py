@@ -6,7 +6,8 @@ Batches depend only on (seed, micro-step, process): ``StepBatches`` is a map-sty
 a resumed run, or any number of ``DataLoader`` workers, yields exactly the batches of an uninterrupted run.
 
     Batch: features FeatureBatch [B, T*, D*], codes long [B, K, T], lengths [B], near_event bool [B, T],
-           frame_weights float [B, T] (beat-weighted loss) or None
+           frame_weights float [B, T] (beat-weighted loss) or None, captions: B strings or Nones (the clips'
+           ``caption`` column; None on a version-1 dataset), read by a model with a text encoder
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Example:
     codes: torch.Tensor  # [K, T] long
     event_times: torch.Tensor  # [E] seconds of known cuts/impacts (synthetic ground truth; empty elsewhere)
     frame_weights: torch.Tensor | None = None  # [T] beat-weighted loss weights (training/beat_weights.py), if used
+    caption: str | None = None  # the clip's text prompt (data/schema.py ``caption``)
 
 
 def load_split(dataset_dir: str | Path, split: str):
@@ -81,10 +83,12 @@ class ClipSource:
 
     def _read(self, index: int) -> Example:
         from data.features import row_features
+        from data.schema import row_caption
 
         row = self.rows[index]
         features, codes = row_features(row, self.columns)
-        example = Example(features, codes.long(), torch.tensor(row.get("event_times") or [], dtype=torch.float32))
+        example = Example(features, codes.long(), torch.tensor(row.get("event_times") or [], dtype=torch.float32),
+                          caption=row_caption(row))
         if self.beat_alpha is not None:
             wav = read_audio(self.dir / row["music_path"], self.sample_rate)[0]
             example.frame_weights = self._frame_weights(wav, features, codes.shape[-1])
@@ -145,17 +149,19 @@ class Batch:
     lengths: torch.Tensor  # [B] real frames
     near_event: torch.Tensor  # [B, T] bool, code frames within one frame of a known event
     frame_weights: torch.Tensor | None = None  # [B, T] beat-weighted loss weights (padding: 1, not scored)
+    captions: tuple[str | None, ...] | None = None  # one text prompt (or None) per clip
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """Every tensor of the batch on ``device`` (one call, so nothing is left behind on the CPU)."""
         def move(value):
-            return None if value is None else value.to(device, non_blocking=non_blocking)
+            return value.to(device, non_blocking=non_blocking) if isinstance(value, torch.Tensor) else value
 
         return Batch(*(move(getattr(self, f.name)) for f in fields(self)))
 
     def pin_memory(self) -> "Batch":
         """Page-locked copies (``DataLoader(pin_memory=True)`` calls this), for asynchronous copies to a GPU."""
-        return Batch(*(None if (v := getattr(self, f.name)) is None else v.pin_memory() for f in fields(self)))
+        return Batch(*(v.pin_memory() if isinstance(v := getattr(self, f.name), torch.Tensor) else v
+                       for f in fields(self)))
 
     def step_weights(self, num_codebooks: int) -> torch.Tensor | None:
         """The frame weights laid out like the delayed labels, [B, K, T + K - 1]; None for the plain loss."""
@@ -180,7 +186,9 @@ def make_batch(source: ClipSource, indices: list[int], seconds: float, frame_rat
         codes[b, :, : c.shape[-1]], near_event[b, : c.shape[-1]] = c, events
         if weighted:
             weights[b, : c.shape[-1]] = w
-    return Batch(collate([f for f, *_ in crops]), codes, lengths, near_event, weights)
+    captions = tuple(source.example(i).caption for i in indices)
+    return Batch(collate([f for f, *_ in crops]), codes, lengths, near_event, weights,
+                 captions if any(captions) else None)
 
 
 class StepBatches(Dataset):

@@ -1,7 +1,9 @@
 """The task ``train.py`` runs through ``training.loop``: fusion + LoRA on cached clip features.
 
 Loss: MusicGen's cross-entropy over the codebooks (``training/loss.py``), beat-weighted when ``train.beat_alpha``
-is set, with the video condition dropped to the null condition with probability ``guidance.condition_dropout``.
+is set, with the video condition dropped to the null condition with probability ``guidance.condition_dropout``
+(and, for a model with a text encoder, the clips' captions as text prompts, dropped independently with probability
+``text.dropout``).
 
 Validation (sharded over processes, reduced): the loss, and the sync probe where clips carry event times (the
 synthetic set): codebook-0 cross-entropy at code frames within one frame of a known cut/impact vs at the other
@@ -59,7 +61,8 @@ class VideoMusicTask:
         return self.train.pin_memory and self.model.device.type == "cuda"
 
     def loss(self, model, batch) -> torch.Tensor:
-        return clip_loss(model, batch, self.config.guidance.condition_dropout, self.model.num_codebooks)
+        return clip_loss(model, batch, self.config.guidance.condition_dropout, self.model.num_codebooks,
+                         self.config.text.dropout)
 
     @torch.no_grad()
     def validate(self, model, accelerator) -> dict:
@@ -85,12 +88,14 @@ class VideoMusicTask:
         self.model.save_pretrained(folder)
 
 
-def clip_loss(model, batch, condition_dropout: float, num_codebooks: int | None = None) -> torch.Tensor:
+def clip_loss(model, batch, condition_dropout: float, num_codebooks: int | None = None,
+              text_dropout: float = 0.0) -> torch.Tensor:
     """The training loss of one batch on the device: condition dropout, then the (beat-weighted) cross-entropy.
 
     ``model`` may be the DDP-wrapped module (its forward keeps gradients in sync), so ``num_codebooks`` is
     passed in when it cannot be read from it."""
-    logits, labels = model(batch.features, batch.codes, batch.lengths, condition_dropout=condition_dropout)
+    text = {} if batch.captions is None else {"captions": list(batch.captions), "text_dropout": text_dropout}
+    logits, labels = model(batch.features, batch.codes, batch.lengths, condition_dropout=condition_dropout, **text)
     num_codebooks = num_codebooks or model.num_codebooks
     return codebook_cross_entropy(logits, labels, batch.step_weights(num_codebooks))
 

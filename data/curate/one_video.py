@@ -25,6 +25,7 @@ from data.curate.clip_media import write_clip_media
 from data.curate.options import AUDIO_TOLERANCE, LENGTH_TOLERANCE, ClipOptions, Rejection
 from data.curate.probe import clip_windows, file_fingerprint, probe_source, video_reason
 from data.curate.records import commit_record, make_record, rejected_entry
+from data.captions import caption_from_metadata
 from data.schema import MUSIC_SAMPLE_RATE
 from data.sources import SourceVideo
 from media.audio import AudioError, audio_track_seconds, decode_audio_counted, fit_length, resample, rms_dbfs
@@ -139,6 +140,7 @@ def _curate_window(source: SourceVideo, clip_id: str, start: float, options: Cli
     return {"id": clip_id, "video_id": source.id, "video_path": f"clips/{clip_id}.mp4",
             "music_path": f"music/{clip_id}.wav", "start": float(start), "duration": float(seconds),
             "title": source.title, "tags": list(source.tags),
+            "caption": caption_from_metadata(source.caption, source.title, source.tags),
             "stats": {**change, "music_rms_db": round(level, 2), **damage}}
 
 

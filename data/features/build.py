@@ -114,4 +114,4 @@ def _record_settings(dataset_dir: Path, info: dict, config: V2MConfig, keys: dic
     known = dict(extra.get("features") or {})
     for kind, settings in feature_settings(config).items():
         known[f"{kind}__{keys[kind]}"] = settings
-    write_schema_file(dataset_dir, info["source"], **{**extra, "features": known})
+    write_schema_file(dataset_dir, info["source"], info["schema_version"], **{**extra, "features": known})

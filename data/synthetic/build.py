@@ -11,6 +11,7 @@ import pretty_midi
 from tqdm import tqdm
 
 from common.files import OwnedFolder
+from data.captions import caption_from_truth
 from data.schema import MUSIC_SAMPLE_RATE, SPLITS, clip_features, write_schema_file
 from data.splits import DEFAULT_FRACTIONS, assign_splits
 from data.synthetic.music import render_music, resolve_renderer
@@ -48,10 +49,11 @@ def clip_is_done(out_dir: str | Path, spec_id: str) -> bool:
     return all(path.is_file() for path in media_paths(Path(out_dir), spec_id))
 
 
-def clip_row(spec: ClipSpec) -> dict:
-    """The dataset row of a clip (``data/schema.py``), ground truth included."""
+def clip_row(spec: ClipSpec, caption_seed: int = 0) -> dict:
+    """The dataset row of a clip (``data/schema.py``), ground truth included, and a caption built from it
+    (``data/captions.py``, train phrasings, chosen by (``caption_seed``, clip id))."""
     key, instrument = KEY_NAMES[spec.key], pretty_midi.program_to_instrument_name(spec.program)
-    return {
+    row = {
         "id": spec.id, "video_id": spec.id, "video_path": f"clips/{spec.id}.mp4", "music_path": f"music/{spec.id}.wav",
         "start": 0.0, "duration": float(spec.seconds),
         "title": f"synthetic {spec.mood} scene, {key} {spec.mode}, {instrument}, {spec.bpm:g} BPM",
@@ -59,6 +61,7 @@ def clip_row(spec: ClipSpec) -> dict:
         "event_times": [float(t) for t in spec.event_times()], "beat_times": [float(t) for t in spec.beat_times],
         "tempo": float(spec.bpm), "key": key, "mode": spec.mode, "program": int(spec.program),
     }
+    return {**row, "caption": caption_from_truth(row, caption_seed)}
 
 
 def build_dataset(specs: list[ClipSpec], fractions: tuple[float, ...], seed: int) -> DatasetDict:
@@ -68,7 +71,7 @@ def build_dataset(specs: list[ClipSpec], fractions: tuple[float, ...], seed: int
     features, splits = clip_features(), assign_splits([spec.id for spec in specs], fractions, seed)
     columns = {}
     for name in SPLITS:  # from column lists, not from_list: an empty split still gets its columns
-        rows = [clip_row(spec) for spec in specs if splits[spec.id] == name]
+        rows = [clip_row(spec, seed) for spec in specs if splits[spec.id] == name]
         columns[name] = {column: [row[column] for row in rows] for column in features}
     return DatasetDict({name: Dataset.from_dict(columns[name], features=features) for name in SPLITS})
 
