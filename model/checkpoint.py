@@ -167,7 +167,7 @@ def read_config(folder: Path, overrides: dict) -> V2MConfig:
     try:
         config = config_from_dict(data)
     except ValueError as error:
-        raise CheckpointError(f"{path}: {error}") from None
+        raise CheckpointError(f"{folder}: {error}") from None
     base = config.decoder.base  # a Hub id, or a folder inside the checkpoint (a decoder pretrained here)
     if Path(base).is_absolute() or (folder / base).exists() or not HUB_ID.match(base):
         config.decoder.base = inside(folder, base, "base model")

@@ -136,6 +136,10 @@ def test_loading_refuses_bad_folders(tmp_path, tiny_model):
     (tmp_path / "ok" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="shape|do not match"):
         VideoToMusic.from_pretrained(str(tmp_path / "ok"))
+    meta["config"]["fusion"]["d_fuse"] = "wide"  # a stored config the dataclasses refuse: one line naming the folder
+    (tmp_path / "ok" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=f"{tmp_path / 'ok'}: .*d_fuse"):
+        VideoToMusic.from_pretrained(str(tmp_path / "ok"))
     meta["config"]["fusion"]["d_fuse"] = 32
     meta["config"]["decoder"]["base"] = "../../etc"
     meta["config"]["decoder"]["random_init"] = None
