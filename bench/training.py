@@ -86,10 +86,11 @@ def compare_training(model, video: Path, seconds: float, repeats: int) -> dict:
 
 class InMemorySource:
     """The cached clips as ``training.batches.ClipSource`` serves them once read (its ``memory``), without a
-    dataset on disk: ``StepBatches`` needs ``example(i)``, ``len`` and ``frame_rate`` only."""
+    dataset on disk: ``StepBatches`` needs ``example(i)``, ``len``, ``frame_rate`` and ``lead_in_frames`` only."""
 
     def __init__(self, examples: list[Example], frame_rate: int):
         self.examples, self.frame_rate = examples, frame_rate
+        self.lead_in_frames = 0  # the plain beat weights from the crop's first frame, as a default training run
 
     def __len__(self) -> int:
         return len(self.examples)

@@ -272,13 +272,13 @@ def test_device_and_precision_are_resolved_with_one_line_errors():
 
 
 def test_quantized_loads_name_the_device(spectral_config):
-    from model.decoder import _load_options
+    from model.decoder import load_options
 
     placement = placement_for("cpu", "fp32")
-    options = _load_options(spectral_config.decoder.__class__(quantization="4bit"), placement)
+    options = load_options(spectral_config.decoder.__class__(quantization="4bit"), placement)
     assert options["device_map"] == {"": torch.device("cpu")} and options["quantization_config"].load_in_4bit
     gpu_int8 = Placement(torch.device("cuda", 1), "int8", torch.float16, torch.float16, "8bit", "float32", "no")
-    options = _load_options(spectral_config.decoder.__class__(), gpu_int8)
+    options = load_options(spectral_config.decoder.__class__(), gpu_int8)
     assert options["device_map"] == {"": torch.device("cuda", 1)} and options["quantization_config"].load_in_8bit
 
 
@@ -425,7 +425,7 @@ def test_the_sampling_generator_is_made_on_the_models_device(monkeypatch):
 
 
 def test_checkpoint_loads_of_the_decoder_ask_for_the_placements_dtype(spectral_config):
-    from model.decoder import _load_options
+    from model.decoder import load_options
 
     gpu_bf16 = Placement(torch.device("cuda", 0), "bf16", torch.bfloat16, torch.bfloat16, "none", "float32", "bf16")
-    assert _load_options(spectral_config.decoder.__class__(), gpu_bf16) == {"dtype": torch.bfloat16}
+    assert load_options(spectral_config.decoder.__class__(), gpu_bf16) == {"dtype": torch.bfloat16}

@@ -154,13 +154,15 @@ class Batch:
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """Every tensor of the batch on ``device`` (one call, so nothing is left behind on the CPU)."""
         def move(value):
-            return value.to(device, non_blocking=non_blocking) if isinstance(value, torch.Tensor) else value
+            movable = isinstance(value, (torch.Tensor, FeatureBatch))  # captions (strings) stay as they are
+            return value.to(device, non_blocking=non_blocking) if movable else value
 
         return Batch(*(move(getattr(self, f.name)) for f in fields(self)))
 
     def pin_memory(self) -> "Batch":
         """Page-locked copies (``DataLoader(pin_memory=True)`` calls this), for asynchronous copies to a GPU."""
-        return Batch(*(v.pin_memory() if isinstance(v := getattr(self, f.name), torch.Tensor) else v
+        pinnable = (torch.Tensor, FeatureBatch)
+        return Batch(*(v.pin_memory() if isinstance(v := getattr(self, f.name), pinnable) else v
                        for f in fields(self)))
 
     def step_weights(self, num_codebooks: int) -> torch.Tensor | None:
