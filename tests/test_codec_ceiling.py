@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.codec_ceiling import ceiling, round_trip
-from training.batches import load_split
+from tools.codec_ceiling import ceiling, round_trip, split_rows
 
 
 def test_identity_round_trip_changes_nothing_and_a_late_copy_loses_the_events(synthetic_set):
-    rows = list(load_split(synthetic_set, "train"))
+    rows = split_rows(synthetic_set, "train")
     same = ceiling(synthetic_set, rows, 32000, lambda wav: wav.copy(), progress=False)
     assert same["paired"]["lift"]["mean"] == 0.0 and same["paired"]["onsets_per_s"]["mean"] == 0.0
     assert same["reference"]["event"]["mean"] > 0.9  # the synthetic music has an accent on every event
@@ -30,3 +29,6 @@ def test_the_demo_codec_round_trip_keeps_the_length_and_rejects_an_empty_split(s
     assert out.shape == wav.shape and np.isfinite(out).all() and np.abs(out).max() > 0
     with pytest.raises(UserError, match="no clip with known event times"):
         ceiling(synthetic_set, [], 32000, lambda wav: wav, progress=False)
+    with pytest.raises(UserError, match="has no split 'dev'"):
+        split_rows(synthetic_set, "dev")
+    assert len(split_rows(synthetic_set, "train", limit=2)) == 2

@@ -26,6 +26,26 @@ from common.errors import UserError  # noqa: E402
 FIGURES = ("event", "lift", "grid_lift", "tempo_match", "onsets_per_s")
 
 
+def split_rows(dataset_dir: Path, split: str, limit: int | None = None) -> list[dict]:
+    """The rows of one split, first ``limit``. Read directly, not through ``training.batches.load_split``: measuring
+    on a held-out set (``data.heldout_events``, which training refuses) is what this tool is for."""
+    from datasets import load_from_disk
+
+    from data.schema import check_schema
+
+    if not dataset_dir.is_dir():
+        raise UserError(f"{dataset_dir}: dataset folder not found")
+    try:
+        check_schema(dataset_dir)
+        dataset = load_from_disk(str(dataset_dir))
+    except (ValueError, FileNotFoundError) as error:
+        raise UserError(f"{dataset_dir}: {str(error).splitlines()[0]}") from None
+    if split not in dataset:
+        raise UserError(f"{dataset_dir} has no split {split!r} (it has {', '.join(dataset)})")
+    rows = dataset[split]
+    return list(rows.select(range(min(limit, len(rows)))) if limit else rows)
+
+
 def round_trip(codec) -> Callable[[np.ndarray], np.ndarray]:
     """mono wav [S] at the codec's rate -> the same length decoded from its codes (float32 [S])."""
     import torch
@@ -108,9 +128,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def job() -> None:
         from model.v2m import VideoToMusic
-        from training.batches import load_split
 
-        rows = list(load_split(args.dataset, args.split))[: args.limit]
+        rows = split_rows(args.dataset, args.split, args.limit)
         model = VideoToMusic.from_pretrained(args.model, device="cpu")
         scores = ceiling(args.dataset, rows, model.sample_rate, round_trip(model.codec), args.tolerance)
         print(format_table(scores))
