@@ -18,10 +18,22 @@ from typing import Any, Iterator
 from common.errors import UserError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import (os.umask has no read-only form, and setting it while other threads create files would race).
+UMASK = _current_umask()
+
+
 def temporary_sibling(path: Path, suffix: str = "") -> Path:
     """A fresh temporary file name next to ``path`` (created empty, so two writers never share it)."""
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(handle)
+    # mkstemp makes it owner-only (0600); once renamed into place it is the user's output, with the usual mode
+    os.chmod(name, 0o666 & ~UMASK)
     return Path(name)
 
 
@@ -55,6 +67,7 @@ def replace_folder(target: str | Path) -> Iterator[Path]:
         os.replace(old, target)  # an earlier swap was cut between its renames
     shutil.rmtree(old, ignore_errors=True)
     new = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent))
+    os.chmod(new, 0o777 & ~UMASK)  # mkdtemp's 0700 would make a saved model unreadable to anyone else
     try:
         yield new
         if target.exists():
