@@ -149,22 +149,14 @@ def _systems(text: str) -> list[str]:
 
 def _dataset_rows(dataset_dir: Path, split: str, limit: int | None) -> list[dict]:
     """The split's rows (``id``, ``video_path``, ``music_path``, ``duration``), first ``limit`` of them."""
-    from datasets import load_from_disk
-
-    from data.schema import check_schema
+    from data.schema import read_split
 
     if not dataset_dir.is_dir():
         raise ScoringError(f"--dataset {dataset_dir} is not a folder")
     try:
-        check_schema(dataset_dir)
-        dataset = load_from_disk(str(dataset_dir))
-    except (ValueError, FileNotFoundError) as error:
+        rows = read_split(dataset_dir, split, limit)
+    except ValueError as error:
         raise ScoringError(str(error).splitlines()[0]) from None
-    if split not in dataset:
-        raise ScoringError(f"{dataset_dir} has no split {split!r} (it has {', '.join(dataset)})")
-    rows = dataset[split].select(range(min(limit, len(dataset[split])))) if limit else dataset[split]
-    if len(rows) == 0:
-        raise ScoringError(f"split {split!r} of {dataset_dir} is empty")
     return [{k: row[k] for k in ("id", "video_path", "music_path", "duration")} for row in rows]
 
 

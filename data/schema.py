@@ -114,3 +114,26 @@ def check_schema(dataset_dir: str | Path) -> dict:
         raise ValueError(f"{dataset_dir}: schema version {info.get('schema_version')} (this code reads "
                          f"{', '.join(map(str, READABLE_VERSIONS))})")
     return info
+
+
+def read_split(dataset_dir: str | Path, split: str, limit: int | None = None) -> list[dict]:
+    """The rows of one split of a saved clip dataset, the first ``limit`` of them, for scoring tools.
+
+    Unlike ``training.batches.load_split`` it reads held-out sets (``do_not_train``): measuring on them is what
+    scoring is for. Raises ``ValueError`` with one line (missing folder or schema, unknown or empty split)."""
+    from datasets import load_from_disk
+
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise ValueError(f"{dataset_dir} is not a folder")
+    check_schema(dataset_dir)
+    try:
+        dataset = load_from_disk(str(dataset_dir))
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(f"{dataset_dir}: {str(error).splitlines()[0]}") from None
+    if split not in dataset:
+        raise ValueError(f"{dataset_dir} has no split {split!r} (it has {', '.join(dataset)})")
+    rows = dataset[split].select(range(min(limit, len(dataset[split])))) if limit else dataset[split]
+    if len(rows) == 0:
+        raise ValueError(f"split {split!r} of {dataset_dir} is empty")
+    return list(rows)

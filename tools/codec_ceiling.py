@@ -27,23 +27,14 @@ FIGURES = ("event", "lift", "grid_lift", "tempo_match", "onsets_per_s")
 
 
 def split_rows(dataset_dir: Path, split: str, limit: int | None = None) -> list[dict]:
-    """The rows of one split, first ``limit``. Read directly, not through ``training.batches.load_split``: measuring
-    on a held-out set (``data.heldout_events``, which training refuses) is what this tool is for."""
-    from datasets import load_from_disk
+    """The rows of one split, first ``limit`` (``data.schema.read_split``: held-out sets too, which training refuses
+    and this tool is for)."""
+    from data.schema import read_split
 
-    from data.schema import check_schema
-
-    if not dataset_dir.is_dir():
-        raise UserError(f"{dataset_dir}: dataset folder not found")
     try:
-        check_schema(dataset_dir)
-        dataset = load_from_disk(str(dataset_dir))
-    except (ValueError, FileNotFoundError) as error:
-        raise UserError(f"{dataset_dir}: {str(error).splitlines()[0]}") from None
-    if split not in dataset:
-        raise UserError(f"{dataset_dir} has no split {split!r} (it has {', '.join(dataset)})")
-    rows = dataset[split]
-    return list(rows.select(range(min(limit, len(rows)))) if limit else rows)
+        return read_split(dataset_dir, split, limit)
+    except ValueError as error:
+        raise UserError(str(error).splitlines()[0]) from None
 
 
 def round_trip(codec) -> Callable[[np.ndarray], np.ndarray]:
