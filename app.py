@@ -162,10 +162,11 @@ class Soundtracks:
         self.model, self.settings, self.results = model, settings, results
 
     def generate(self, video: str | None, seed: float, guidance_scale: float, max_seconds: float,
-                 window_seconds: float, overlap_seconds: float, progress=None):
+                 window_seconds: float, overlap_seconds: float, progress=None, prompt: str | None = None):
         """Yields (mp4 path, wav path, None, summary) as soon as the music is in the video, then the same with the
         picture's path: the page shows the video while the picture is drawn. A bad request raises
-        ``gr.Error("error: ...")`` with the CLI's line and leaves no file behind."""
+        ``gr.Error("error: ...")`` with the CLI's line and leaves no file behind. ``prompt``: the optional text
+        prompt (models with a text encoder); empty means none, as ``infer.py`` without ``--prompt``."""
         import gradio as gr
 
         if video is None:
@@ -175,6 +176,7 @@ class Soundtracks:
         self.results.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="request-", dir=self.results))
         started, seconds, stem = time.perf_counter(), None, safe_stem(upload.name)
+        prompt = prompt.strip() if prompt and prompt.strip() else None
         try:
             seconds = check_upload(upload, self.settings)
             if progress is not None:
@@ -182,7 +184,7 @@ class Soundtracks:
             result = make_soundtrack(self.model, upload, folder / f"{stem}_with_music.mp4", seed=int(seed),
                                      guidance_scale=guidance_scale, max_seconds=max_seconds,
                                      window_seconds=window_seconds, overlap_seconds=overlap_seconds,
-                                     wav_out=folder / f"{stem}_music.wav", progress=True)
+                                     wav_out=folder / f"{stem}_music.wav", progress=True, prompt=prompt)
         except Exception as error:  # noqa: BLE001 - every failure becomes one line on the page, nothing is kept
             shutil.rmtree(folder, ignore_errors=True)
             if seconds is None or type(error).__name__ == "VideoError":  # the file itself is refused
@@ -191,7 +193,8 @@ class Soundtracks:
                 log.exception("generation failed")
             raise page_error(shown_line(error, upload)) from None
         covered = "" if result.seconds >= seconds - 1e-3 else f" (the first {result.seconds:.1f} s of {seconds:.1f} s)"
-        summary = (f"{result.seconds:.1f} s of music{covered}, seed {int(seed)}, made in "
+        asked = f", prompt \"{prompt}\"" if prompt else ""
+        summary = (f"{result.seconds:.1f} s of music{covered}, seed {int(seed)}{asked}, made in "
                    f"{time.perf_counter() - started:.1f} s")
         yield str(result.video), str(result.wav), None, summary + "; drawing the picture..."
         picture = folder / f"{stem}_music.png"
@@ -272,10 +275,11 @@ def build_app(model, settings: PageSettings = PageSettings()):
     jobs = Soundtracks(model, settings, Path(gr.utils.get_upload_folder()) / "soundtracks")
     warm_up()
 
-    def generate(video, seed, guidance_scale, max_seconds, window_seconds, overlap_seconds,
+    def generate(video, seed, guidance_scale, max_seconds, window_seconds, overlap_seconds, prompt,
                  progress=gr.Progress(track_tqdm=True)):  # gradio finds the progress bar by this default
         jobs.prune()
-        yield from jobs.generate(video, seed, guidance_scale, max_seconds, window_seconds, overlap_seconds, progress)
+        yield from jobs.generate(video, seed, guidance_scale, max_seconds, window_seconds, overlap_seconds, progress,
+                                 prompt=prompt)
 
     def regenerate(video, music, start, end, seed, guidance_scale, window_seconds, overlap_seconds,
                    progress=gr.Progress(track_tqdm=True)):
@@ -291,6 +295,9 @@ def build_app(model, settings: PageSettings = PageSettings()):
             with gr.Column():
                 video_in = gr.Video(label="your video", sources=["upload"], elem_id="video-in")
                 gr.Examples([[str(EXAMPLE)]], inputs=[video_in], label="or take the example (10 s)")
+                # only a model with a text encoder takes a prompt (issue 15); the video keeps the timing
+                prompt = gr.Textbox("", label="what to play (optional), e.g. \"calm piano, slow\"", max_lines=1,
+                                    elem_id="prompt", visible=getattr(model, "text_conditioner", None) is not None)
                 with gr.Accordion("settings", open=False):
                     seed = gr.Number(0, label="seed (same seed, same music)", precision=0, minimum=0)
                     guidance = gr.Slider(1.0, 10.0, value=float(model.config.guidance.scale), step=0.5,
@@ -330,7 +337,7 @@ def build_app(model, settings: PageSettings = PageSettings()):
                     edit_summary_out = gr.Markdown(elem_id="edit-summary")
                     edit_wav_out = gr.File(label="the changed music alone (WAV)", elem_id="edit-wav-out",
                                            interactive=False)
-        button.click(generate, [video_in, seed, guidance, cap, window, overlap],
+        button.click(generate, [video_in, seed, guidance, cap, window, overlap, prompt],
                      [video_out, wav_out, picture, summary], api_name="generate", concurrency_id=GENERATION)
         # in the browser only: gr.File as a server-side input leaves an empty temporary file in the cache per call
         reuse.click(None, [video_out, wav_out], [edit_video, edit_music], js="(video, wav) => [video, wav]")

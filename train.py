@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> None:
     if train.init_from:  # warm start: go on from a trained model's fusion + LoRA (a resumed run overwrites them)
         from model.checkpoint import WEIGHTS_NAME, read_trainable
 
-        model.load_trainable_state(read_trainable(Path(train.init_from) / WEIGHTS_NAME), source=train.init_from)
+        model.load_trainable_state(read_trainable(Path(train.init_from) / WEIGHTS_NAME), source=train.init_from,
+                                   keep_fresh_text=True)  # a video-only model may gain a text prompt
         accelerator.print(f"starting from the fusion and LoRA weights of {train.init_from}")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     accelerator.print(f"parameters: {sum(p.numel() for p in model.parameters()):,} total, {trainable:,} trainable; "

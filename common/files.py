@@ -70,12 +70,26 @@ def replace_folder(target: str | Path) -> Iterator[Path]:
     os.chmod(new, 0o777 & ~UMASK)  # mkdtemp's 0700 would make a saved model unreadable to anyone else
     try:
         yield new
+        _readable_as_umask_allows(new)
         if target.exists():
             os.replace(target, old)
         os.replace(new, target)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(new, ignore_errors=True)
+
+
+def _readable_as_umask_allows(folder: Path) -> None:
+    """Give everything under ``folder`` the read (and, for folders, search) bits the umask allows: libraries that
+    write through mkstemp (transformers' ``save_pretrained`` writes ``model.safetensors`` 0600) would otherwise make
+    a saved model's weights unreadable to the group that shares it."""
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            continue
+        wanted = (0o555 if path.is_dir() else 0o444) & ~UMASK
+        mode = path.stat().st_mode & 0o7777
+        if mode & wanted != wanted:
+            os.chmod(path, mode | wanted)
 
 
 class OwnedFolder:

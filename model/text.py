@@ -13,6 +13,8 @@ Sources (``TextConfig``): a ``MusicgenForConditionalGeneration`` checkpoint (its
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -24,6 +26,9 @@ from model.decoder import load_options
 # Kept in full precision when the text encoder is quantized with the decoder's settings: everything of a MusicGen
 # checkpoint that is not its T5 encoder is discarded anyway; the projection trains.
 TEXT_SKIP_QUANTIZATION = ["audio_encoder", "decoder", "enc_to_dec_proj"]
+# Captions whose frozen encoder states are kept, most recently used first out last: T5-base, ~25 tokens x 768 in
+# bf16 is ~40 kB a caption, so 4096 of them ~160 MB of accelerator memory; a larger set cycles through the cache.
+CACHE_SIZE = 4096
 
 
 class TextPromptError(UserError):
@@ -34,11 +39,14 @@ class TextConditioner(nn.Module):
     """Prompts -> projected text states [B, Lt, Ddec] and mask [B, Lt]. The encoder is frozen; the projection trains."""
 
     def __init__(self, encoder: nn.Module, projection: nn.Linear, tokenizer, max_tokens: int,
-                 tokenizer_name: str | None):
+                 tokenizer_name: str | None, cache_size: int = CACHE_SIZE):
         super().__init__()
         self.encoder = encoder.eval().requires_grad_(False)
         self.projection = projection
         self.tokenizer, self.max_tokens, self.tokenizer_name = tokenizer, max_tokens, tokenizer_name
+        # caption -> frozen encoder states [Lt_i, Dt]: a clip's caption is encoded once per run, not once per step
+        self._states: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.cache_size = cache_size
 
     @property
     def device(self) -> torch.device:
@@ -55,24 +63,35 @@ class TextConditioner(nn.Module):
 
     def forward(self, prompts: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected states [B, Lt, Ddec] (fp32, zero at masked tokens, as MusicGen does) and mask [B, Lt]."""
-        ids, mask = self.tokenize(prompts)
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        with torch.no_grad():  # frozen: no activations kept for a backward pass
-            hidden = self.encoder(input_ids=ids, attention_mask=mask.clamp_min(_any_token(mask))).last_hidden_state
-        states = self.projection(hidden.float())
+        texts = [p.strip() if p else "" for p in prompts]
+        _, mask = self.tokenize(texts)
+        mask = mask.to(self.device)
+        new = sorted({t for t in texts if t and t not in self._states})
+        if new:
+            ids, new_mask = self.tokenize(new)
+            ids, new_mask = ids.to(self.device), new_mask.to(self.device)
+            with torch.no_grad():  # frozen: no activations kept for a backward pass
+                hidden = self.encoder(input_ids=ids, attention_mask=new_mask).last_hidden_state
+            for text, states, row_mask in zip(new, hidden, new_mask):
+                self._states[text] = states[: int(row_mask.sum())].clone()  # not a view of the batch
+        hidden = torch.zeros(len(texts), mask.shape[1], self.encoder.config.d_model, device=self.device)
+        for row, text in enumerate(texts):
+            if text:
+                cached = self._states[text]
+                self._states.move_to_end(text)
+                hidden[row, : len(cached)] = cached.float()
+        while len(self._states) > self.cache_size:
+            self._states.popitem(last=False)
+        states = self.projection(hidden)
         return states * mask[..., None].to(states.dtype), mask
 
     def place(self, placement: Placement) -> None:
         """The encoder in the decoder's dtype on ``placement.device`` (a bitsandbytes encoder is not moved); the
-        projection in fp32, as the fusion."""
+        projection in fp32, as the fusion. Cached encoder states are dropped (they were on the old device)."""
+        self._states.clear()
         if not (getattr(self.encoder, "is_loaded_in_4bit", False) or getattr(self.encoder, "is_loaded_in_8bit", False)):
             move_module(self.encoder, placement.device, placement.decoder)
         move_module(self.projection, placement.device, torch.float32)
-
-
-def _any_token(mask: torch.Tensor) -> torch.Tensor:
-    """[B, 1]: 1 for rows with no real token, so T5 attends somewhere (their states are masked out afterwards)."""
-    return (mask.sum(dim=1, keepdim=True) == 0).long()
 
 
 def build_text_conditioner(cfg: TextConfig, decoder_cfg: DecoderConfig, decoder_width: int,

@@ -228,11 +228,20 @@ class VideoToMusic(nn.Module):
             state.update({f"text.{k}": v for k, v in self.text_conditioner.projection.state_dict().items()})
         return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
 
-    def load_trainable_state(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-        """Load fusion + LoRA weights, refusing any missing, unexpected or mis-shaped tensor."""
-        checkpoint.check_state(state, self.trainable_state_dict(), source)
+    def load_trainable_state(self, state: dict[str, torch.Tensor], source: str = "checkpoint",
+                             keep_fresh_text: bool = False) -> None:
+        """Load fusion + LoRA weights, refusing any missing, unexpected or mis-shaped tensor.
+
+        ``keep_fresh_text``: a warm start from a video-only model (``train.init_from``) into one with a text encoder:
+        the source has no text projection, so the fresh one stays; everything else must still match exactly.
+        """
+        expected = self.trainable_state_dict()
+        fresh_text = keep_fresh_text and not any(k.startswith("text.") for k in state)
+        if fresh_text:
+            expected = {k: v for k, v in expected.items() if not k.startswith("text.")}
+        checkpoint.check_state(state, expected, source)
         self.fusion.load_state_dict({k[len("fusion."):]: v for k, v in state.items() if k.startswith("fusion.")})
-        if self.text_conditioner is not None:
+        if self.text_conditioner is not None and not fresh_text:
             self.text_conditioner.projection.load_state_dict(
                 {k[len("text."):]: v for k, v in state.items() if k.startswith("text.")})
         lora = {k[len("lora."):]: v for k, v in state.items() if k.startswith("lora.")}

@@ -206,6 +206,8 @@ def test_in_a_real_browser_the_example_gets_music_and_a_bad_upload_its_message(p
             close.click()
 
         upload(driver, ROOT / "examples" / "example.mp4")  # the page is still usable after the error
+        # the default model has a text encoder (issue 15), so the page shows the prompt box
+        driver.find_element(By.CSS_SELECTOR, "#prompt textarea, #prompt input").send_keys("bright piano, fast")
         time.sleep(1.0)  # the upload finishes before the click
         driver.find_element(By.ID, "generate").click()
         picture = WebDriverWait(driver, 240).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#picture img[src]"))
@@ -213,7 +215,7 @@ def test_in_a_real_browser_the_example_gets_music_and_a_bad_upload_its_message(p
         summary = driver.find_element(By.ID, "summary").text
         driver.save_screenshot(str(tmp_path / "app.png"))
         print(f"screenshot: {tmp_path / 'app.png'}")
-        assert picture and "10.0 s of music" in summary
+        assert picture and "10.0 s of music" in summary and 'prompt "bright piano, fast"' in summary
         edit_summary = change_one_part(driver, tmp_path / "app_edit.png")
     finally:
         driver.quit()
@@ -237,6 +239,37 @@ def test_bad_server_options(args, message, capsys):
     with pytest.raises(SystemExit) as exit_status:
         app.main(args)
     assert exit_status.value.code == 2 and f"error: {message}" in capsys.readouterr().err
+
+
+def test_the_page_passes_a_prompt_to_a_text_model_and_refuses_it_for_a_video_only_one(tmp_path, monkeypatch):
+    """The prompt box (issue 15): its text reaches generation (same seed, other music), blank means none, and a model
+    without a text encoder answers with the CLI's line. Called directly, as gradio calls it, without a server."""
+    import gradio as gr
+
+    from media.audio import read_audio
+    from model.config import load_config
+    from model.v2m import VideoToMusic
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    video = write_video(tmp_path / "clip.mp4", seconds=1.0, size=(64, 48))
+    text_model = VideoToMusic.from_config(load_config("tiny", [
+        "text.enabled=true", "text.random_init={vocab_size: 384, d_model: 16, d_kv: 8, d_ff: 32, num_layers: 1, "
+        "num_heads: 2}"])).eval()
+    jobs = app.Soundtracks(text_model, SETTINGS, tmp_path / "results")
+
+    def music(prompt):
+        *_, (mp4, wav, _, summary) = jobs.generate(str(video), 3, 3.0, 12.0, 30.0, 5.0, prompt=prompt)
+        return read_audio(wav)[0], summary
+
+    plain, plain_summary = music(None)
+    blank, _ = music("   ")
+    prompted, summary = music("calm piano, slow")
+    assert (blank == plain).all() and not (prompted.shape == plain.shape and (prompted == plain).all())
+    assert 'prompt "calm piano, slow"' in summary and "prompt" not in plain_summary
+    video_only = app.Soundtracks(VideoToMusic.from_config(load_config("tiny")).eval(), SETTINGS, tmp_path / "r2")
+    with pytest.raises(gr.Error, match="no text encoder"):
+        list(video_only.generate(str(video), 3, 3.0, 12.0, 30.0, 5.0, prompt="calm piano"))
+    assert not list((tmp_path / "r2").glob("request-*"))  # nothing left of the refused request
 
 
 def test_stopping_the_page_leaves_no_file_behind(page):

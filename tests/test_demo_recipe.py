@@ -111,5 +111,6 @@ def test_demo_preset_describes_the_shipped_model():
     shipped = config_from_dict(json.loads((ROOT / "models" / "demo" / "config.json").read_text())["config"])
     for section in ("motion", "fusion", "lora", "guidance", "generation"):
         assert getattr(preset, section) == getattr(shipped, section), section
+    assert dataclasses.replace(preset.text, encoder="") == dataclasses.replace(shipped.text, encoder="")
     assert dataclasses.replace(preset.semantic, weights=None) == dataclasses.replace(shipped.semantic, weights=None)
     assert preset.train.clip_seconds == shipped.train.clip_seconds and preset.train.beat_alpha == shipped.train.beat_alpha

@@ -180,22 +180,24 @@ def test_save_and_load_with_a_text_encoder(text_model, tmp_path):
                        loaded.generate_codes(features, 0.3, seed=1, text="slow strings"))
 
 
-def test_shipped_demo_model_has_no_text_encoder_and_says_so(tmp_path):
+def test_shipped_demo_model_takes_a_prompt_from_the_command_line(tmp_path):
+    """models/demo bundles its small trained text encoder (issue 15 item 5): infer.py --prompt works offline."""
     from model.v2m import DEMO_MODEL_DIR, VideoToMusic
     from tests.conftest import write_video
 
     if not (DEMO_MODEL_DIR / "config.json").is_file():
         pytest.skip("models/demo is not in this checkout")
     model = VideoToMusic.from_pretrained(DEMO_MODEL_DIR)
-    assert model.text_conditioner is None and not any(k.startswith("text.") for k in model.trainable_state_dict())
+    assert model.text_conditioner is not None and model.text_conditioner.tokenizer_name == "byte"
+    assert any(k.startswith("text.") for k in model.trainable_state_dict())
     video = write_video(tmp_path / "in.mp4", seconds=1.0, size=(64, 48))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, str(ROOT / "infer.py"), "--video", str(video), "--out",
-                             str(tmp_path / "o.mp4"), "--model", str(DEMO_MODEL_DIR), "--prompt", "calm piano"],
+                             str(tmp_path / "o.mp4"), "--model", str(DEMO_MODEL_DIR), "--prompt",
+                             "dark strings in A minor, slow", "--wav-out", str(tmp_path / "o.wav")],
                             capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: this model has no text encoder")
-    assert not (tmp_path / "o.mp4").exists()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "o.mp4").stat().st_size > 0 and (tmp_path / "o.wav").stat().st_size > 0
 
 
 # ------------------------------------------------------------------------------------------------ captions, schema
@@ -301,3 +303,30 @@ def test_musicgen_checkpoint_text_encoder_and_projection_are_used(tmp_path):
     loaded = VideoToMusic.from_pretrained(tmp_path / "saved")
     assert loaded.config.text.encoder.endswith("text_encoder")
     assert torch.equal(loaded.text_conditioner.encoder.shared.weight, musicgen.text_encoder.shared.weight)
+
+
+def test_caption_states_are_cached_and_match_a_fresh_encoding(text_model):
+    conditioner = text_model.text_conditioner
+    conditioner._states.clear()
+    calls = []
+    hook = conditioner.encoder.register_forward_hook(lambda module, args, out: calls.append(1))
+    try:
+        first, mask = conditioner(["calm piano, slow", None, "fast strings", "calm piano, slow"])
+        again, mask_again = conditioner(["fast strings", "calm piano, slow", ""])
+    finally:
+        hook.remove()
+    assert len(calls) == 1 and len(conditioner._states) == 2  # two distinct captions, encoded once, together
+    assert torch.equal(mask_again[0, : mask[2].shape[0]][mask[2] == 1], mask[2][mask[2] == 1])
+    assert torch.allclose(again[0, : int(mask[2].sum())], first[2, : int(mask[2].sum())], atol=1e-6)
+    assert (again[2] == 0).all() and mask_again[2].sum() == 0
+    ids, solo_mask = conditioner.tokenize(["fast strings"])
+    with torch.no_grad():  # the uncached path: the encoder alone on this caption
+        solo = conditioner.projection(conditioner.encoder(input_ids=ids, attention_mask=solo_mask).last_hidden_state)
+    assert torch.allclose(again[0, : solo.shape[1]], solo[0], atol=1e-5)
+    conditioner.cache_size = 1
+    try:
+        conditioner(["a", "b"])
+        assert list(conditioner._states) == ["b"]  # least recently used out first
+    finally:
+        conditioner.cache_size = 4096
+        conditioner._states.clear()

@@ -85,11 +85,12 @@ def client_for(url: str, downloads: Path):
     return Client(url, download_files=str(downloads), verbose=False, analytics_enabled=False)
 
 
-def page_request(client, video: Path, seed: int, max_seconds: float, guidance_scale: float = 3.0):
-    """Submit one request (the page's defaults for windows) and return its ``gradio_client`` job."""
+def page_request(client, video: Path, seed: int, max_seconds: float, guidance_scale: float = 3.0,
+                 prompt: str = ""):
+    """Submit one request (the page's defaults for windows; ``prompt`` "" is none) and return its job."""
     from gradio_client import handle_file
 
-    return client.submit(handle_file(str(video)), seed, guidance_scale, max_seconds, 30.0, 5.0,
+    return client.submit(handle_file(str(video)), seed, guidance_scale, max_seconds, 30.0, 5.0, prompt,
                          api_name="/generate")
 
 
