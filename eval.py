@@ -64,6 +64,12 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N clips of the split")
     p.add_argument("--overwrite", action="store_true",
                    help="start over: delete what an earlier eval.py generate wrote in --out (nothing else)")
+    prompts = p.add_mutually_exclusive_group()
+    prompts.add_argument("--prompt", help="one text prompt for every clip (a model with a text encoder); "
+                         "the unconditional system ignores it")
+    prompts.add_argument("--caption-prompts", action="store_true",
+                         help="each clip's own `caption` column as its prompt (a clip without one gets none)")
+    p.add_argument("--text-guidance-scale", type=float, help="how strongly the prompt steers (default: the model's)")
     add_device_arguments(p)
     p.epilog = "Scoring options (--metrics, --embedder, --flow-width ...) are passed on to the scoring step."
     return p
@@ -120,6 +126,9 @@ def _generation_folder(out: Path, args: argparse.Namespace, precision: str):
     params = {"model": model_identity(args.model), "no_motion_model": model_identity(args.no_motion_model),
               "dataset": str(Path(args.dataset).resolve()), "split": args.split, "seconds": args.seconds,
               "seed": args.seed, "precision": precision}
+    for name in ("prompt", "caption_prompts", "text_guidance_scale"):  # only when set: older runs still resume
+        if getattr(args, name, None):
+            params[name] = getattr(args, name)
     folder = OwnedFolder(out, "eval.py generate", ScoringError, marker=".eval_generate.json")
     try:
         folder.prepare(params, overwrite=args.overwrite)
@@ -148,8 +157,8 @@ def _systems(text: str) -> list[str]:
 
 
 def _dataset_rows(dataset_dir: Path, split: str, limit: int | None) -> list[dict]:
-    """The split's rows (``id``, ``video_path``, ``music_path``, ``duration``), first ``limit`` of them."""
-    from data.schema import read_split
+    """The split's rows (``id``, ``video_path``, ``music_path``, ``duration``, ``caption``), first ``limit`` of them."""
+    from data.schema import read_split, row_caption
 
     if not dataset_dir.is_dir():
         raise ScoringError(f"--dataset {dataset_dir} is not a folder")
@@ -157,7 +166,16 @@ def _dataset_rows(dataset_dir: Path, split: str, limit: int | None) -> list[dict
         rows = read_split(dataset_dir, split, limit)
     except ValueError as error:
         raise ScoringError(str(error).splitlines()[0]) from None
-    return [{k: row[k] for k in ("id", "video_path", "music_path", "duration")} for row in rows]
+    return [{**{k: row[k] for k in ("id", "video_path", "music_path", "duration")}, "caption": row_caption(row)}
+            for row in rows]
+
+
+def _check_prompts(args: argparse.Namespace) -> None:
+    """A given prompt has words and its scale is possible: checked before any model is loaded."""
+    if args.prompt is not None and not args.prompt.strip():
+        raise ScoringError("--prompt is empty: give a few words (\"calm piano, slow\") or leave it out")
+    if args.text_guidance_scale is not None and not args.text_guidance_scale >= 0:
+        raise ScoringError("--text-guidance-scale must be >= 0")
 
 
 def _load_model(name: str, placement):
@@ -184,11 +202,13 @@ def _link_video(source: Path, target: Path) -> None:
 
 
 def _generate_row(model, row: dict, dataset_dir: Path, out: Path, systems: list[str], seconds: float | None,
-                  seed: int, no_motion_model=None) -> dict:
+                  seed: int, no_motion_model=None, prompt: str | None = None,
+                  text_guidance_scale: float | None = None) -> dict:
     """All systems' music for one clip (same seed and length), the trimmed reference and the video link.
 
     ``no_motion`` is ``no_motion_model`` (trained without motion: the fair ablation) when given, else ``model``
-    with the motion tokens removed at inference (cheap, but the model never saw that input in training)."""
+    with the motion tokens removed at inference (cheap, but the model never saw that input in training).
+    ``prompt``: the clip's text prompt for ``ours`` and ``no_motion`` (None: video only)."""
     from media.audio import read_audio, write_wav
 
     clip, video = row["id"], dataset_dir / row["video_path"]
@@ -198,13 +218,15 @@ def _generate_row(model, row: dict, dataset_dir: Path, out: Path, systems: list[
     for system in missing:
         condition = features.without_motion() if system == "no_motion" else features
         generator = no_motion_model if system == "no_motion" and no_motion_model is not None else model
+        text = None if system == "unconditional" else prompt
         wav = generator.generate([condition], seconds=length, seed=seed, guidance_scale=None,
-                                 unconditional=system == "unconditional")
+                                 unconditional=system == "unconditional", prompt=text,
+                                 text_guidance_scale=text_guidance_scale if text is not None else None)
         write_wav(out / system / f"{clip}.wav", wav[0].numpy(), model.sample_rate, subtype="FLOAT")
     music, rate = read_audio(dataset_dir / row["music_path"])
     write_wav(out / "reference" / f"{clip}.wav", music[: int(round(length * rate))], rate, subtype="FLOAT")
     _link_video(video, out / "videos" / f"{clip}.mp4")
-    return {"seed": seed, "seconds": length, "video": str(video)}
+    return {"seed": seed, "seconds": length, "video": str(video), "prompt": prompt}
 
 
 def generate(args: argparse.Namespace, scoring_options: list[str]) -> Path:
@@ -217,12 +239,17 @@ def generate(args: argparse.Namespace, scoring_options: list[str]) -> Path:
     scoring = score_parser().parse_args(["--generated", str(out), "--reference", str(out / "reference"), "--videos",
                                          str(out / "videos"), "--out", str(out / "report"), *scoring_options])
     rows = _dataset_rows(dataset_dir, args.split, args.limit)  # every option checked before hours of generation
+    _check_prompts(args)
     from common.device import placement_for
 
     placement = placement_for(args.device, args.precision)
     folder = _generation_folder(out, args, placement.precision)  # before loading: a refusal costs nothing
     model = _load_model(args.model, placement)
     no_motion_model = _load_model(args.no_motion_model, placement) if args.no_motion_model else None
+    if (args.prompt is not None or args.caption_prompts) and any(
+            getattr(m, "text_conditioner", None) is None for m in (model, no_motion_model) if m is not None):
+        raise ScoringError("--prompt / --caption-prompts need a model with a text encoder (text.enabled in its "
+                           "config); this one has none")
     folder.claim(*systems, "reference", "videos", "report", "manifest.json")
     manifest = {"model": args.model, "no_motion_model": args.no_motion_model or f"{args.model} without motion tokens",
                 "dataset": str(dataset_dir), "split": args.split, "systems": systems,
@@ -230,7 +257,9 @@ def generate(args: argparse.Namespace, scoring_options: list[str]) -> Path:
     for index, row in enumerate(tqdm(rows, desc="generating", unit="clip")):
         try:
             manifest["clips"][row["id"]] = _generate_row(model, row, dataset_dir, out, systems, args.seconds,
-                                                         args.seed + index, no_motion_model)
+                                                         args.seed + index, no_motion_model,
+                                                         row["caption"] if args.caption_prompts else args.prompt,
+                                                         args.text_guidance_scale)
         except (ValueError, OSError) as error:  # an unreadable clip is recorded, not fatal for the run
             manifest["skipped"][row["id"]] = str(error).splitlines()[0]
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")

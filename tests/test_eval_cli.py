@@ -97,6 +97,8 @@ class _FakeVideoToMusic:
 
     sample_rate = 16000
     calls: list[tuple] = []
+    prompts: list[tuple] = []  # (prompt, text guidance scale) per generate call
+    text_conditioner = None  # no text encoder
 
     @classmethod
     def from_pretrained(cls, name: str, **placement) -> "_FakeVideoToMusic":
@@ -108,8 +110,10 @@ class _FakeVideoToMusic:
     def extract_features(self, video_path: str, max_seconds: float | None = None) -> _FakeFeatures:
         return _FakeFeatures(EVENTS[Path(video_path).stem])
 
-    def generate(self, features, seconds, seed, guidance_scale=None, unconditional=False) -> torch.Tensor:
+    def generate(self, features, seconds, seed, guidance_scale=None, unconditional=False, prompt=None,
+                 text_guidance_scale=None) -> torch.Tensor:
         feats = features[0]
+        self.prompts.append((prompt, text_guidance_scale))
         self.calls.append((feats.events[0], seed, seconds, feats.motion, unconditional))
         times = feats.events if feats.motion and not unconditional else [e + 0.25 for e in feats.events]
         return torch.from_numpy(click_track(times, seconds, self.sample_rate, seed=seed))[None]
@@ -175,6 +179,33 @@ def test_generate_resumes_only_with_the_same_model_and_settings(dataset, tmp_pat
     first = model_identity(str(folder))
     (folder / "model.safetensors").write_bytes(b"two")  # retrained in place: another model
     assert model_identity(str(folder)) != first and model_identity("org/name") == "org/name"
+
+
+def test_generate_with_a_prompt_passes_it_to_every_conditioned_system(dataset, tmp_path, monkeypatch, capsys):
+    """Issue 15: eval.py generate --prompt; the unconditional system ignores it, a model without text refuses it."""
+
+    class _TextFake(_FakeVideoToMusic):
+        text_conditioner = object()
+
+    monkeypatch.setitem(sys.modules, "model.v2m", types.SimpleNamespace(VideoToMusic=_TextFake))
+    _FakeVideoToMusic.prompts = []
+    out = tmp_path / "gen"
+    argv = ["generate", "--model", "fake", "--dataset", str(dataset), "--out", str(out), "--seconds", "3",
+            "--systems", "ours,unconditional", "--metrics", "beat", "--max-plots", "0"]
+    assert main(argv + ["--prompt", "calm piano", "--text-guidance-scale", "5"]) == 0
+    assert _FakeVideoToMusic.prompts == [("calm piano", 5.0), (None, None)] * 2
+    assert json.loads((out / "manifest.json").read_text())["clips"]["a"]["prompt"] == "calm piano"
+    assert main(argv + ["--prompt", "loud drums"]) == 2  # other prompt: the old WAVs are not these
+    assert "other settings" in capsys.readouterr().err
+    _FakeVideoToMusic.prompts = []
+    assert main(argv + ["--caption-prompts", "--out", str(tmp_path / "captions")]) == 0
+    assert _FakeVideoToMusic.prompts == [(None, None)] * 4  # these rows have no caption: video only
+    assert main(argv + ["--prompt", "  ", "--out", str(tmp_path / "blank")]) == 2
+    assert "--prompt is empty" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "model.v2m", types.SimpleNamespace(VideoToMusic=_FakeVideoToMusic))
+    assert main(argv + ["--prompt", "calm piano", "--out", str(tmp_path / "no_text")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "need a model with a text encoder" in err and len(err.splitlines()) == 1
 
 
 def test_a_metric_undefined_for_a_clip_is_reported_with_its_reason_not_as_a_number(tmp_path):
