@@ -120,35 +120,56 @@ def window_starts(track_seconds: float, seconds: float, per_track: int) -> list[
     return sorted({int(round(i)) for i in np.linspace(0, count - 1, per_track)})
 
 
-def plan_rows(tracks: list[Path], out_dir: Path, seconds: float, per_track: int, progress: bool = True) -> list[tuple[dict, Path]]:
-    """Analyse every chosen window; write its music as ``music/<id>.wav`` (32 kHz mono, peak -1 dBFS) unless it is
-    there from an earlier run. Returns [(row without media checks, music path)]."""
+def plan_rows(tracks: list[Path], seconds: float, per_track: int, progress: bool = True) -> list[dict]:
+    """Analyse every chosen window (nothing is written yet, so a set with no usable window leaves no folder behind).
+    Returns one dict per usable window: id, video_id, start, duration, track, truth."""
     from tqdm import tqdm
-
-    from media.audio import AudioError, peak_normalise, read_audio, write_wav
 
     rows = []
     for track_index, track in enumerate(tqdm(tracks, desc="real-music windows", unit="track", disable=not progress)):
-        try:
-            audio, rate = read_audio(track, MUSIC_SAMPLE_RATE)
-        except AudioError as error:
-            print(f"skipping {track}: {error}", file=sys.stderr)
+        audio = _read_track(track)
+        if audio is None:
             continue
-        size = int(round(seconds * rate))
-        for k in window_starts(len(audio) / rate, seconds, per_track):
-            wav = np.ascontiguousarray(audio[k * size:(k + 1) * size])
-            truth = analyse_window(wav, rate)
-            if truth is None:
-                continue
-            row_id = f"{ID_PREFIX}{track_index:03d}_{k:03d}"
-            music = out_dir / "music" / f"{row_id}.wav"
-            if not music.is_file():
-                partial = music.with_name(f"{row_id}.partial.wav")
-                write_wav(partial, peak_normalise(wav), rate)
-                partial.replace(music)
-            rows.append(({"id": row_id, "video_id": f"{ID_PREFIX}{track_index:03d}", "start": k * seconds,
-                          "duration": seconds, "track": str(track), "truth": truth}, music))
+        size = int(round(seconds * MUSIC_SAMPLE_RATE))
+        for k in window_starts(len(audio) / MUSIC_SAMPLE_RATE, seconds, per_track):
+            truth = analyse_window(np.ascontiguousarray(audio[k * size:(k + 1) * size]), MUSIC_SAMPLE_RATE)
+            if truth is not None:
+                rows.append({"id": f"{ID_PREFIX}{track_index:03d}_{k:03d}", "video_id": f"{ID_PREFIX}{track_index:03d}",
+                             "start": k * seconds, "duration": seconds, "track": str(track), "truth": truth})
     return rows
+
+
+def _read_track(track: Path) -> np.ndarray | None:
+    """The whole track, mono float32 [N] at 32 kHz; None (with a one-line note) when it cannot be read."""
+    from media.audio import AudioError, read_audio
+
+    try:
+        return read_audio(track, MUSIC_SAMPLE_RATE)[0]
+    except AudioError as error:
+        print(f"skipping a track: {error}", file=sys.stderr)
+        return None
+
+
+def write_windows(rows: list[dict], out_dir: Path) -> None:
+    """Each row's window as ``music/<id>.wav`` (32 kHz mono, peak -1 dBFS), unless an earlier run wrote it; written
+    under a temporary name, then renamed, so a killed run leaves no half file under the real name."""
+    from media.audio import peak_normalise, write_wav
+
+    by_track: dict[str, list[dict]] = {}
+    for row in rows:
+        if not (out_dir / "music" / f"{row['id']}.wav").is_file():
+            by_track.setdefault(row["track"], []).append(row)
+    for track, todo in by_track.items():
+        audio = _read_track(Path(track))
+        if audio is None:
+            raise RealMusicError(f"{track} could be read a moment ago and now cannot")
+        for row in todo:
+            first = int(round(row["start"] * MUSIC_SAMPLE_RATE))
+            wav = audio[first:first + int(round(row["duration"] * MUSIC_SAMPLE_RATE))]
+            music = out_dir / "music" / f"{row['id']}.wav"
+            partial = music.with_name(f"{row['id']}.partial.wav")
+            write_wav(partial, peak_normalise(np.ascontiguousarray(wav)), MUSIC_SAMPLE_RATE)
+            partial.replace(music)
 
 
 def clip_row(base: dict, spec) -> dict:
@@ -210,18 +231,19 @@ def generate(out_dir: str | Path, music: list[str | Path] = DEFAULT_MUSIC, secon
     params = {"generator_version": GENERATOR_VERSION, "seed": seed, "seconds": seconds, "per_track": per_track,
               "split": split, "tracks": [[str(t), t.stat().st_size] for t in tracks], "pictures": folders,
               "n_pictures": len(pool)}
-    prepare_out_dir(out_dir, params, overwrite, "data.real_music", RealMusicError)
-    OwnedFolder(out_dir, "data.real_music", RealMusicError).claim("features", "PICTURES.md", "MUSIC.md")
-    planned = plan_rows(tracks, out_dir, seconds, per_track, progress)
+    planned = plan_rows(tracks, seconds, per_track, progress)
     if not planned:
         raise RealMusicError(f"no window of the {len(tracks)} track(s) has a steady beat ({MIN_BEATS}+ beats at "
                              f"{BPM_RANGE[0]:g}-{BPM_RANGE[1]:g} BPM) above {SILENT_DBFS:g} dBFS")
+    prepare_out_dir(out_dir, params, overwrite, "data.real_music", RealMusicError)
+    OwnedFolder(out_dir, "data.real_music", RealMusicError).claim("features", "PICTURES.md", "MUSIC.md")
+    write_windows(planned, out_dir)
     specs, rows = [], []
-    for index, (base, music_path) in enumerate(planned):
-        truth = base["truth"]
+    for index, base in enumerate(planned):
+        truth, music_path = base["truth"], (out_dir / "music" / f"{base['id']}.wav").resolve()
         source = {"id": base["id"], "event_times": list(truth.event_times), "duration": base["duration"],
                   "tempo": truth.tempo, "key": truth.key, "mode": truth.mode, "program": None}
-        spec = dataclasses.replace(plan_clip(source, index, seed, {}, pool, str(music_path.resolve())),
+        spec = dataclasses.replace(plan_clip(source, index, seed, {}, pool, str(music_path)),
                                    id=base["id"], source_id=base["id"])
         specs.append(spec)
         rows.append(clip_row(base, spec))
@@ -234,7 +256,7 @@ def generate(out_dir: str | Path, music: list[str | Path] = DEFAULT_MUSIC, secon
         shutil.rmtree(out_dir / name, ignore_errors=True)
     dataset.save_to_disk(str(out_dir), num_shards={name: 1 for name in SPLITS})
     write_pictures_file(out_dir, specs, pool)
-    write_music_file(out_dir, [{"track": base["track"]} for base, _ in planned])
+    write_music_file(out_dir, planned)
     write_schema_file(out_dir, "real_music", n=len(rows), n_tracks=len(tracks), sample_rate=MUSIC_SAMPLE_RATE,
                       **{k: v for k, v in params.items() if k != "tracks"})
     return dataset

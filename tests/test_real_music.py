@@ -47,6 +47,7 @@ def music(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("music")
     sf.write(folder / "clicks.wav", recording(), RATE)
     sf.write(folder / "silence.flac", np.zeros(9 * RATE, np.float32), RATE)
+    (folder / "broken.ogg").write_text("not audio")  # skipped with a note, not fatal
     return folder
 
 
@@ -65,7 +66,7 @@ def real_set(music, pictures, tmp_path_factory) -> Path:
 
 def test_events_sit_on_the_accented_beats(real_set):
     rows = all_rows(real_set)
-    assert sorted(rows) == ["rmu000_000", "rmu000_001"]  # track 1 (silence) gives nothing
+    assert sorted(rows) == ["rmu001_000", "rmu001_001"]  # tracks sort as broken, clicks, silence: only clicks count
     accents = 0.25 + np.arange(0, 20, ACCENT_EVERY) * 60.0 / BPM
     for split, row in rows.values():
         assert split == "train" and row["program"] is None and row["caption"] is None
@@ -76,7 +77,7 @@ def test_events_sit_on_the_accented_beats(real_set):
         assert np.abs(events[:, None] - accents[None, :]).min(axis=1).max() < 0.05, (events, accents)
         assert (real_set / row["video_path"]).stat().st_size > 0 and (real_set / row["music_path"]).is_file()
         assert "real_music" in row["tags"]
-    window, rate = sf.read(real_set / rows["rmu000_001"][1]["music_path"])
+    window, rate = sf.read(real_set / rows["rmu001_001"][1]["music_path"])
     assert rate == RATE and len(window) == 4 * RATE
     assert "clicks.wav" in (real_set / "MUSIC.md").read_text()
 
@@ -102,6 +103,11 @@ def test_no_audio_is_a_one_line_error(tmp_path, pictures, capsys):
                     "--pictures", str(pictures)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("python -m data.real_music: error: found no audio files") and "\n" not in err
+    sf.write(tmp_path / "empty" / "quiet.wav", np.zeros(5 * RATE, np.float32), RATE)
+    assert rm.main(["--out", str(tmp_path / "out"), "--music", str(tmp_path / "empty"),
+                    "--pictures", str(pictures), "--seconds", "4"]) == 2
+    assert "no window of the 1 track(s) has a steady beat" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing half-made
 
 
 def test_join_keeps_splits_and_links_files(real_set, tmp_path):
