@@ -127,8 +127,9 @@ def _generation_folder(out: Path, args: argparse.Namespace, precision: str):
               "dataset": str(Path(args.dataset).resolve()), "split": args.split, "seconds": args.seconds,
               "seed": args.seed, "precision": precision}
     for name in ("prompt", "caption_prompts", "text_guidance_scale"):  # only when set: older runs still resume
-        if getattr(args, name, None):
-            params[name] = getattr(args, name)
+        value = getattr(args, name, None)
+        if value is not None and value is not False:  # a scale of 0 is set (it ignores the prompt)
+            params[name] = value
     folder = OwnedFolder(out, "eval.py generate", ScoringError, marker=".eval_generate.json")
     try:
         folder.prepare(params, overwrite=args.overwrite)

@@ -526,7 +526,7 @@ def keep_source_files(source: Path, out_dir: Path, rows: list[dict]) -> int:
     return linked
 
 
-def _packages(paths: list[str]) -> dict[str, str]:
+def debian_packages(paths: list[str]) -> dict[str, str]:
     """Debian package of each path (``dpkg -S``), where dpkg knows it."""
     if not paths or shutil.which("dpkg") is None:
         return {}
@@ -550,7 +550,7 @@ def write_pictures_file(out_dir: Path, specs: list[PhotoSpec], pool: list[str]) 
         for picture in (*spec.pictures, *(s.picture for s in spec.sprites)):
             uses[picture] = uses.get(picture, 0) + 1
     used = [p for p in pool if p in uses]
-    packages = _packages(used)
+    packages = debian_packages(used)
     lines = ["# Pictures used by this photo-world set", "",
              f"{len(used)} of the {len(pool)} pictures found. Each is used as found (downscaled, colour-graded, "
              "cropped); the licences of Debian packages are in `/usr/share/doc/<package>/copyright`.", "",

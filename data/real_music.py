@@ -191,12 +191,12 @@ def clip_row(base: dict, spec) -> dict:
 def write_music_file(out_dir: Path, rows: list[dict]) -> None:
     """``MUSIC.md``: each track used, how many windows, and its Debian package's licence file."""
     from common.files import atomic_write_text
-    from data.photo_world import _packages
+    from data.photo_world import debian_packages
 
     uses: dict[str, int] = {}
     for row in rows:
         uses[row["track"]] = uses.get(row["track"], 0) + 1
-    packages = _packages(list(uses))
+    packages = debian_packages(list(uses))
     lines = ["# Music used by this real-music set", "",
              "Windows of these recordings are the clips' music (cut, resampled to 32 kHz mono, peak-normalised).", "",
              "| track | package (or folder) | windows |", "|---|---|---|"]

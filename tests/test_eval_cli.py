@@ -197,6 +197,8 @@ def test_generate_with_a_prompt_passes_it_to_every_conditioned_system(dataset, t
     assert json.loads((out / "manifest.json").read_text())["clips"]["a"]["prompt"] == "calm piano"
     assert main(argv + ["--prompt", "loud drums"]) == 2  # other prompt: the old WAVs are not these
     assert "other settings" in capsys.readouterr().err
+    assert main(argv + ["--prompt", "calm piano", "--text-guidance-scale", "0"]) == 2  # 0 is a setting too
+    assert "other settings" in capsys.readouterr().err
     _FakeVideoToMusic.prompts = []
     assert main(argv + ["--caption-prompts", "--out", str(tmp_path / "captions")]) == 0
     assert _FakeVideoToMusic.prompts == [(None, None)] * 4  # these rows have no caption: video only

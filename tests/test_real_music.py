@@ -21,7 +21,6 @@ from datasets import load_from_disk
 
 from data import join as join_sets
 from data import real_music as rm
-from data.schema import SPLITS
 from data.synthetic import generate as synthetic_generate
 from tests.test_photo_world import all_rows, write_pictures
 
@@ -139,4 +138,3 @@ def test_join_refuses_held_out_sets_and_duplicate_ids(real_set, tmp_path, capsys
     assert join_sets.main([str(copy), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert "do_not_train" in err and "\n" not in err and not (tmp_path / "b").exists()
-    assert set(SPLITS) == {"train", "test", "validation"}
