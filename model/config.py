@@ -314,6 +314,11 @@ class TrainConfig:
     # Warm start: a saved model folder (save_pretrained) whose fusion + LoRA weights training starts from, to go on
     # fine-tuning a trained model on new data; the base decoder and encoders still come from this config.
     init_from: str | None = None
+    # Contrastive sync term (issue 19; DESIGN.md §3, MuVi): the time-aligned condition, through a training-only probe,
+    # must tell each crop's own music from the same music half a beat off, as embedded by the frozen music tower of
+    # a trained video-music head (sync_head, e.g. models/demo-retrieval). 0: off.
+    sync_contrastive_weight: float = 0.0
+    sync_head: str | None = None
 
     def validate(self) -> None:
         for name in ("batch_size", "grad_accum", "lr", "max_steps", "clip_seconds", "eval_every", "save_every",
@@ -329,6 +334,11 @@ class TrainConfig:
             raise ConfigError(f"train.beat_delta must be >= 0, got {self.beat_delta}")
         if self.lead_in_seconds < 0:
             raise ConfigError(f"train.lead_in_seconds must be >= 0, got {self.lead_in_seconds}")
+        if not self.sync_contrastive_weight >= 0:
+            raise ConfigError(f"train.sync_contrastive_weight must be >= 0, got {self.sync_contrastive_weight}")
+        if self.sync_contrastive_weight > 0 and not self.sync_head:
+            raise ConfigError("train.sync_contrastive_weight needs train.sync_head: the folder of a trained "
+                              "video-music embedding head (python -m training.retrieval_head), e.g. models/demo-retrieval")
 
 
 @dataclass
@@ -348,6 +358,8 @@ class V2MConfig:
     def validate(self) -> "V2MConfig":
         for part in dataclasses.fields(self):
             getattr(self, part.name).validate()
+        if self.train.sync_contrastive_weight > 0 and not self.fusion.time_aligned:
+            raise ConfigError("train.sync_contrastive_weight acts on the time-aligned condition: set fusion.time_aligned")
         return self
 
     def to_dict(self) -> dict:

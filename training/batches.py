@@ -7,7 +7,9 @@ a resumed run, or any number of ``DataLoader`` workers, yields exactly the batch
 
     Batch: features FeatureBatch [B, T*, D*], codes long [B, K, T], lengths [B], near_event bool [B, T],
            frame_weights float [B, T] (beat-weighted loss) or None, captions: B strings or Nones (the clips'
-           ``caption`` column; None on a version-1 dataset), read by a model with a text encoder
+           ``caption`` column; None on a version-1 dataset), read by a model with a text encoder;
+           with the contrastive sync term: music / music_shifted float [B, 4 S, F], the crop's music frames
+           (``model/music_features.py``, 40 Hz, S = 0.1 s steps) and the same music half a beat earlier or later
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class Example:
     event_times: torch.Tensor  # [E] seconds of known cuts/impacts (synthetic ground truth; empty elsewhere)
     frame_weights: torch.Tensor | None = None  # [T] beat-weighted loss weights (training/beat_weights.py), if used
     caption: str | None = None  # the clip's text prompt (data/schema.py ``caption``)
+    music_frames: torch.Tensor | None = None  # [T40, F] the whole clip's music frames (contrastive sync term)
+    beat: float | None = None  # seconds per beat: the row's tempo, else librosa's estimate
 
 
 def load_split(dataset_dir: str | Path, split: str):
@@ -65,8 +69,10 @@ class ClipSource:
     """
 
     def __init__(self, dataset_dir: str | Path, split: str, columns: dict, frame_rate: int, sample_rate: int,
-                 beat_alpha: float | None = None, beat_delta: float = 0.1, lead_in_seconds: float = 0.0):
+                 beat_alpha: float | None = None, beat_delta: float = 0.1, lead_in_seconds: float = 0.0,
+                 music_frames: bool = False):
         self.dir = Path(dataset_dir)
+        self.music_frames = music_frames
         self.lead_in_frames = round(lead_in_seconds * frame_rate)
         self.rows = load_split(self.dir, split)
         self.columns, self.frame_rate, self.sample_rate = columns, frame_rate, sample_rate
@@ -89,9 +95,15 @@ class ClipSource:
         features, codes = row_features(row, self.columns)
         example = Example(features, codes.long(), torch.tensor(row.get("event_times") or [], dtype=torch.float32),
                           caption=row_caption(row))
-        if self.beat_alpha is not None:
+        if self.beat_alpha is not None or self.music_frames:
             wav = read_audio(self.dir / row["music_path"], self.sample_rate)[0]
+        if self.beat_alpha is not None:
             example.frame_weights = self._frame_weights(wav, features, codes.shape[-1])
+        if self.music_frames:
+            from model.music_features import music_features
+
+            example.music_frames = torch.from_numpy(music_features(wav, self.sample_rate))
+            example.beat = 60.0 / (row.get("tempo") or _tempo(wav, self.sample_rate))
         return example
 
     def _frame_weights(self, wav: np.ndarray, features: VideoFeatures, frames: int) -> torch.Tensor:
@@ -102,20 +114,67 @@ class ClipSource:
         return frame_weights(onsets, beats, round(self.beat_delta * self.frame_rate), self.beat_alpha)
 
 
+def _tempo(wav: np.ndarray, sample_rate: int) -> float:
+    """librosa's beat-tracker tempo in BPM; 120 when it finds none (a clip without a beat has no half-beat shift
+    that means anything, and any shift is still a wrong alignment)."""
+    import librosa
+
+    tempo = float(np.atleast_1d(librosa.beat.beat_track(y=np.asarray(wav, np.float32), sr=sample_rate)[0])[0])
+    return tempo if tempo > 0 else 120.0
+
+
+def crop_start(example: Example, seconds: float, frame_rate: int, generator: torch.Generator | None) -> int:
+    """The first code frame of a ``seconds`` crop: random and whole (at the start when ``generator`` is None)."""
+    total = example.codes.shape[-1]
+    length = min(total, max(1, round(seconds * frame_rate)))
+    if generator is not None and total > length:
+        return int(torch.randint(0, total - length + 1, (1,), generator=generator))
+    return 0
+
+
+MUSIC_FRAMES_PER_STEP = 4  # model/music_features.py's 40 Hz frames per 0.1 s step of the embedding head
+
+
+def music_crops(example: Example, start: int, length: int, frame_rate: int, steps: int,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The crop's music frames [4 steps, F] from code frame ``start``, and the same length starting half a beat
+    earlier or later (the side drawn from ``generator``; the other when the first leaves the clip). Frames past
+    the clip's end are zeros."""
+    from model.music_features import FRAME_RATE
+
+    frames = example.music_frames
+    size = steps * MUSIC_FRAMES_PER_STEP
+    first = round(start / frame_rate * FRAME_RATE)
+    delta = max(1, round(0.5 * example.beat * FRAME_RATE))
+    sign = 1 if generator is None else int(torch.randint(0, 2, (1,), generator=generator)) * 2 - 1
+    if not 0 <= first + sign * delta <= max(0, frames.shape[0] - size):
+        sign = -sign
+    shifted = min(max(0, first + sign * delta), max(0, frames.shape[0] - 1))
+
+    def window(at: int) -> torch.Tensor:
+        out = torch.zeros(size, frames.shape[1])
+        part = frames[at:at + size]
+        out[: part.shape[0]] = part
+        return out
+
+    return window(first), window(shifted)
+
+
 def crop(example: Example, seconds: float, frame_rate: int, generator: torch.Generator | None,
-         lead_in_frames: int = 0) -> tuple[VideoFeatures, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+         lead_in_frames: int = 0, start: int | None = None
+         ) -> tuple[VideoFeatures, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """A ``seconds`` crop at a random whole code frame (at the start when ``generator`` is None).
 
     Returns features, codes [K, T], a bool [T] marking code frames within one frame of a known event, and the
     crop's beat-weighted loss weights [T] (None when the source computes none). The first ``lead_in_frames`` of
     the crop weigh 1 (``train.lead_in_seconds``): with no music before them, only the video can tell the decoder
     where the first beats fall and how fast they come, so that is where the tempo is learnt from the video.
+    ``start``: the first code frame, when ``crop_start`` already drew it.
     """
     total = example.codes.shape[-1]
     length = min(total, max(1, round(seconds * frame_rate)))
-    start = 0
-    if generator is not None and total > length:
-        start = int(torch.randint(0, total - length + 1, (1,), generator=generator))
+    if start is None:
+        start = crop_start(example, seconds, frame_rate, generator)
     features = example.features.crop(start / frame_rate, length / frame_rate)
     frames = torch.arange(start, start + length)
     event_frames = (example.event_times * frame_rate).round()
@@ -150,6 +209,8 @@ class Batch:
     near_event: torch.Tensor  # [B, T] bool, code frames within one frame of a known event
     frame_weights: torch.Tensor | None = None  # [B, T] beat-weighted loss weights (padding: 1, not scored)
     captions: tuple[str | None, ...] | None = None  # one text prompt (or None) per clip
+    music: torch.Tensor | None = None  # [B, 4 S, F] each crop's music frames (contrastive sync term)
+    music_shifted: torch.Tensor | None = None  # [B, 4 S, F] the same music half a beat off
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """Every tensor of the batch on ``device`` (one call, so nothing is left behind on the CPU)."""
@@ -178,7 +239,14 @@ def make_batch(source: ClipSource, indices: list[int], seconds: float, frame_rat
                collate: Callable[[list[VideoFeatures]], FeatureBatch], generator: torch.Generator | None) -> Batch:
     """Crops of the given rows, padded into one batch (on the CPU)."""
     lead_in = source.lead_in_frames if generator is not None else 0  # validation: the plain loss
-    crops = [crop(source.example(i), seconds, frame_rate, generator, lead_in) for i in indices]
+    crops, music = [], []
+    for i in indices:
+        example = source.example(i)
+        start = crop_start(example, seconds, frame_rate, generator)
+        crops.append(crop(example, seconds, frame_rate, generator, lead_in, start))
+        if source.music_frames:
+            steps = max(1, int(crops[-1][1].shape[-1] / frame_rate * 10))  # whole 0.1 s steps of this crop
+            music.append((start, crops[-1][1].shape[-1], steps))
     lengths = torch.tensor([codes.shape[-1] for _, codes, *_ in crops])
     codes = torch.zeros(len(crops), crops[0][1].shape[0], int(lengths.max()), dtype=torch.long)
     near_event = torch.zeros(len(crops), int(lengths.max()), dtype=torch.bool)
@@ -189,8 +257,14 @@ def make_batch(source: ClipSource, indices: list[int], seconds: float, frame_rat
         if weighted:
             weights[b, : c.shape[-1]] = w
     captions = tuple(source.example(i).caption for i in indices)
+    aligned = shifted = None
+    if music:
+        steps = min(s for *_, s in music)  # one length for the batch: the shortest crop's
+        pairs = [music_crops(source.example(i), start, length, frame_rate, steps, generator)
+                 for i, (start, length, _) in zip(indices, music)]
+        aligned, shifted = torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
     return Batch(collate([f for f, *_ in crops]), codes, lengths, near_event, weights,
-                 captions if any(captions) else None)
+                 captions if any(captions) else None, aligned, shifted)
 
 
 class StepBatches(Dataset):

@@ -5,6 +5,11 @@ is set, with the video condition dropped to the null condition with probability 
 (and, for a model with a text encoder, the clips' captions as text prompts, dropped independently with probability
 ``text.dropout``).
 
+With ``train.sync_contrastive_weight`` > 0, the contrastive sync term of ``training/sync_contrastive.py`` is added
+(the time-aligned condition must pick its crop's own music over the same music half a beat off); its probe lives
+on the model as ``sync_probe`` while training, so the optimizer and the training checkpoints carry it, and is not
+part of the saved model.
+
 Validation (sharded over processes, reduced): the loss, and the sync probe where clips carry event times (the
 synthetic set): codebook-0 cross-entropy at code frames within one frame of a known cut/impact vs at the other
 frames. Hits are louder and rarer, so early on event frames cost more; once the model predicts hits from the video,
@@ -45,11 +50,24 @@ class VideoMusicTask:
         train = config.train
         self.model, self.config, self.train = model, config, train
         rates = model.frame_rate, model.sample_rate
+        self.sync_weight = train.sync_contrastive_weight
         self.source = ClipSource(dataset_dir, "train", columns, *rates, train.beat_alpha, train.beat_delta,
-                                 train.lead_in_seconds)
+                                 train.lead_in_seconds, music_frames=self.sync_weight > 0)
         self.validation = ClipSource(dataset_dir, "validation", columns, *rates)
         if len(self.source) == 0:
             raise UserError(f"{dataset_dir}: the train split is empty")
+        self.sync_head = None
+        if self.sync_weight > 0:
+            from training.sync_contrastive import load_frozen_head
+
+            try:
+                self.sync_head = load_frozen_head(train.sync_head, model.device)
+            except (OSError, ValueError) as error:
+                raise UserError(f"train.sync_head {train.sync_head}: {str(error).splitlines()[0]}") from None
+            # a training-only module on the model: the optimizer (which takes the model's trainable parameters)
+            # and accelerate see it; trainable_state_dict and save_pretrained do not
+            hidden = model.decoder.config.hidden_size
+            model.sync_probe = torch.nn.Linear(hidden, self.sync_head.config.dim).to(model.device)
 
     def batches(self, first: int, last: int, rank: int, world: int):
         train = self.train
@@ -61,8 +79,16 @@ class VideoMusicTask:
         return self.train.pin_memory and self.model.device.type == "cuda"
 
     def loss(self, model, batch) -> torch.Tensor:
-        return clip_loss(model, batch, self.config.guidance.condition_dropout, self.model.num_codebooks,
+        loss = clip_loss(model, batch, self.config.guidance.condition_dropout, self.model.num_codebooks,
                          self.config.text.dropout)
+        if self.sync_head is None:
+            return loss
+        from training.sync_contrastive import sync_contrastive_loss
+
+        aligned = self.model.full_condition(batch.features, batch.codes.shape[-1])[2]  # [B, T, H]
+        term, _ = sync_contrastive_loss(self.model.sync_probe, self.sync_head, aligned, self.model.frame_rate,
+                                        batch.music, batch.music_shifted)
+        return loss + self.sync_weight * term
 
     @torch.no_grad()
     def validate(self, model, accelerator) -> dict:
@@ -79,10 +105,28 @@ class VideoMusicTask:
         return summarise_validation(totals)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return self.model.trainable_state_dict()
+        """The model's trainable weights, and the sync probe's (``sync_probe.*``) when the term is on."""
+        state = self.model.trainable_state_dict()
+        if self.sync_head is not None:
+            from training.sync_contrastive import PROBE_PREFIX
+
+            state.update({f"{PROBE_PREFIX}{k}": v.detach().float().cpu().contiguous()
+                          for k, v in self.model.sync_probe.state_dict().items()})
+        return state
 
     def load_trainable_state(self, state: dict[str, torch.Tensor], source: str) -> None:
-        self.model.load_trainable_state(state, source=source)
+        from training.sync_contrastive import PROBE_PREFIX
+
+        probe = {k[len(PROBE_PREFIX):]: v for k, v in state.items() if k.startswith(PROBE_PREFIX)}
+        if self.sync_head is not None:
+            if not probe:
+                raise UserError(f"{source} has no sync probe weights: it was trained without "
+                                "train.sync_contrastive_weight; resume with the settings it was trained with")
+            self.model.sync_probe.load_state_dict(probe)
+        elif probe:
+            raise UserError(f"{source} was trained with train.sync_contrastive_weight; resume with the same settings")
+        self.model.load_trainable_state({k: v for k, v in state.items() if not k.startswith(PROBE_PREFIX)},
+                                        source=source)
 
     def save_final(self, folder: Path) -> None:
         self.model.save_pretrained(folder)
