@@ -244,7 +244,7 @@ def make_batch(source: ClipSource, indices: list[int], seconds: float, frame_rat
         example = source.example(i)
         start = crop_start(example, seconds, frame_rate, generator)
         crops.append(crop(example, seconds, frame_rate, generator, lead_in, start))
-        if source.music_frames:
+        if getattr(source, "music_frames", False):  # sources built elsewhere (bench, tests) have none
             steps = max(1, int(crops[-1][1].shape[-1] / frame_rate * 10))  # whole 0.1 s steps of this crop
             music.append((start, crops[-1][1].shape[-1], steps))
     lengths = torch.tensor([codes.shape[-1] for _, codes, *_ in crops])
