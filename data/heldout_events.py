@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import colorsys
 import math
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ import cv2
 import numpy as np
 
 from common.errors import UserError
-from data.schema import MUSIC_SAMPLE_RATE, SPLITS, clip_features, write_schema_file
+from data.schema import MUSIC_SAMPLE_RATE, save_clip_rows, write_schema_file
 from data.synthetic.build import prepare_out_dir, render_clips
 from data.synthetic.music import render_music, resolve_renderer
 from data.synthetic.spec import DEFAULT_SOUNDFONT, KEY_NAMES, MOODS, RENDERERS, ClipSpec, Event
@@ -314,7 +313,6 @@ def generate(out_dir: str | Path, n: int, seed: int, seconds: float = 8.0, rende
              soundfont: str | Path = DEFAULT_SOUNDFONT, overwrite: bool = False, workers: int = 1,
              progress: bool = True):
     """Make (or resume) the held-out set of ``n`` clips in ``out_dir``; returns the ``DatasetDict`` (all ``test``)."""
-    from datasets import Dataset, DatasetDict
 
     out_dir, renderer = Path(out_dir), resolve_renderer(renderer, soundfont)
     params = {"generator_version": GENERATOR_VERSION, "seed": seed, "seconds": seconds, "renderer": renderer,
@@ -323,13 +321,7 @@ def generate(out_dir: str | Path, n: int, seed: int, seconds: float = 8.0, rende
     specs = [sample_heldout_spec(seed, index, seconds) for index in range(n)]
     todo = [s for s in specs if not all(p.is_file() for p in media_paths(out_dir, s.id))]
     render_clips(make_clip, todo, n, out_dir, renderer, soundfont, workers, "held-out clips", progress)
-    features = clip_features()
-    rows = {"test": [clip_row(s) for s in specs], "train": [], "validation": []}
-    dataset = DatasetDict({name: Dataset.from_dict({c: [r[c] for r in rows[name]] for c in features},
-                                                   features=features) for name in SPLITS})
-    for name in SPLITS:
-        shutil.rmtree(out_dir / name, ignore_errors=True)
-    dataset.save_to_disk(str(out_dir), num_shards={name: 1 for name in SPLITS})
+    dataset = save_clip_rows(out_dir, {"test": [clip_row(s) for s in specs]})
     write_schema_file(out_dir, "heldout_events", n=n, splits={"train": 0.0, "test": 1.0, "validation": 0.0},
                       sample_rate=MUSIC_SAMPLE_RATE, do_not_train=True, **params)
     return dataset

@@ -11,28 +11,28 @@ evaluation set) and two rows with one id.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 from common.errors import UserError
-from data.schema import SPLITS, check_schema, clip_features, row_caption, write_schema_file
+from data.schema import SPLITS, check_schema, clip_features, row_caption, save_clip_rows, write_schema_file
 
 
 class JoinError(UserError):
     """A clear, one-line problem with the sets to join or the output folder."""
 
 
-def read_set(path: Path) -> list[tuple[str, dict]]:
-    """[(split, row with the schema's columns)] of one saved clip dataset (a missing caption read as None)."""
+def read_set(path: Path, error: type[UserError] = JoinError) -> tuple[dict, list[tuple[str, dict]]]:
+    """(schema info, [(split, row with the schema's columns)]) of one saved clip dataset that may become training
+    data (a missing caption read as None); problems raise ``error``. ``data.photo_world`` reads its source with it."""
     import datasets
 
     try:
         info = check_schema(path)
-    except ValueError as error:
-        raise JoinError(str(error)) from None
+    except ValueError as problem:
+        raise error(str(problem)) from None
     if info.get("do_not_train"):
-        raise JoinError(f"{path} is marked do_not_train (a held-out set); it must never be joined into training data")
+        raise error(f"{path} is marked do_not_train (a held-out set); it must never become training data")
     dataset = datasets.load_from_disk(str(path))
     columns = [c for c in clip_features() if c != "caption"]
     rows = []
@@ -42,23 +42,24 @@ def read_set(path: Path) -> list[tuple[str, dict]]:
         table = dataset[split]
         missing = [c for c in columns if c not in table.column_names]
         if missing:
-            raise JoinError(f"{path}: split {split} lacks the columns {', '.join(missing)}")
+            raise error(f"{path}: split {split} lacks the columns {', '.join(missing)}")
         for row in table:
             rows.append((split, {**{c: row[c] for c in columns}, "caption": row_caption(row)}))
-    return rows
+    return info, rows
 
 
-def link_set_files(source: Path, out_dir: Path, rows: list[dict]) -> int:
+def link_set_files(source: Path, out_dir: Path, rows: list[dict], error: type[UserError] = JoinError) -> int:
     """Hard-link each row's media and cached feature files (``features/<kind>__<key>/<id>.npz``) from ``source``
-    into ``out_dir`` under the same relative paths; returns the number of feature files linked."""
-    from data.photo_world import link_or_copy
+    into ``out_dir`` under the same relative paths: the same bytes, so each cache file's media stamp stays valid.
+    Returns the number of feature files linked; a missing media file raises ``error``."""
+    from data.photo_world import link_or_copy  # lazy: the photo world imports this module
 
     linked = 0
     kinds = sorted(p for p in (source / "features").glob("*__*") if p.is_dir()) if (source / "features").is_dir() else []
     for row in rows:
         for column in ("video_path", "music_path"):
             if not (source / row[column]).is_file():
-                raise JoinError(f"{source / row[column]}: named by row {row['id']} but missing")
+                raise error(f"{source / row[column]}: named by row {row['id']} but missing")
             link_or_copy(source / row[column], out_dir / row[column])
         for kind in kinds:
             cached = kind / f"{row['id']}.npz"
@@ -70,8 +71,6 @@ def link_set_files(source: Path, out_dir: Path, rows: list[dict]) -> int:
 
 def join(sets: list[str | Path], out_dir: str | Path, overwrite: bool = False):
     """Write the joined dataset to ``out_dir``; returns the ``DatasetDict``."""
-    from datasets import Dataset, DatasetDict
-
     from common.files import OwnedFolder
     from data.synthetic.build import prepare_out_dir
 
@@ -84,7 +83,7 @@ def join(sets: list[str | Path], out_dir: str | Path, overwrite: bool = False):
             raise JoinError(f"{source}: no such dataset folder")
         if source == out_dir.resolve():
             raise JoinError("--out must not be one of the sets joined")
-    parts = [(source, read_set(source)) for source in sources]
+    parts = [(source, read_set(source)[1]) for source in sources]
     seen: dict[str, Path] = {}
     for source, rows in parts:
         for _, row in rows:
@@ -98,12 +97,7 @@ def join(sets: list[str | Path], out_dir: str | Path, overwrite: bool = False):
         link_set_files(source, out_dir, [row for _, row in rows])
         for split, row in rows:
             by_split[split].append(row)
-    features = clip_features()
-    dataset = DatasetDict({name: Dataset.from_dict({c: [r[c] for r in by_split[name]] for c in features},
-                                                   features=features) for name in SPLITS})
-    for name in SPLITS:
-        shutil.rmtree(out_dir / name, ignore_errors=True)
-    dataset.save_to_disk(str(out_dir), num_shards={name: 1 for name in SPLITS})
+    dataset = save_clip_rows(out_dir, by_split)
     write_schema_file(out_dir, "join", sets=[str(s) for s in sources],
                       n_rows=sum(len(rows) for rows in by_split.values()))
     return dataset

@@ -38,7 +38,8 @@ import cv2
 import numpy as np
 
 from common.errors import UserError
-from data.schema import GROUND_TRUTH_COLUMNS, MUSIC_SAMPLE_RATE, SPLITS, check_schema, clip_features, write_schema_file
+from data.join import link_set_files, read_set
+from data.schema import MUSIC_SAMPLE_RATE, SPLITS, clip_features, save_clip_rows, write_schema_file
 from data.synthetic.build import prepare_out_dir, render_clips
 from data.synthetic.spec import MOODS, SATURATION_RANGE, sample_clip_spec
 from data.synthetic.video import hsv_color
@@ -482,48 +483,13 @@ def clip_row(spec: PhotoSpec, source_row: dict) -> dict:
 
 def read_source(source: Path) -> tuple[dict, list[tuple[str, dict]]]:
     """(schema info, [(split, row with only the schema's columns)]) of a ``data.synthetic`` set, in id order."""
-    import datasets
-
-    try:
-        info = check_schema(source)
-    except ValueError as error:
-        raise PhotoWorldError(str(error)) from None
-    if info.get("do_not_train"):
-        raise PhotoWorldError(f"{source} is marked do_not_train (a held-out set); it must never become training data")
+    info, rows = read_set(source, PhotoWorldError)
     if info.get("source") != "synthetic":
         raise PhotoWorldError(f"{source} was made by {info.get('source')!r}, not data.synthetic; the photo world "
                               "re-skins synthetic sets only")
-    dataset = datasets.load_from_disk(str(source))
-    columns = list(clip_features())
-    rows = []
-    for split in SPLITS:
-        if split not in dataset:
-            continue
-        table = dataset[split]
-        missing = [c for c in columns if c not in table.column_names]
-        if missing:
-            raise PhotoWorldError(f"{source}: split {split} lacks the columns {', '.join(missing)}")
-        rows += [(split, row) for row in table.select_columns(columns)]
     rows.sort(key=lambda item: (source_index(item[1]["id"]) if source_index(item[1]["id"]) is not None else 1 << 62,
                                 item[1]["id"]))
     return info, rows
-
-
-def keep_source_files(source: Path, out_dir: Path, rows: list[dict]) -> int:
-    """Link the source rows' media and cached feature files (``features/<kind>__<key>/<id>.npz``) into ``out_dir``
-    under the same relative paths: the same bytes, so each cache file's media stamp stays valid. Returns the
-    number of feature files linked."""
-    linked = 0
-    kinds = sorted(p for p in (source / "features").glob("*__*") if p.is_dir()) if (source / "features").is_dir() else []
-    for row in rows:
-        for column in ("video_path", "music_path"):
-            link_or_copy(source / row[column], out_dir / row[column])
-        for kind in kinds:
-            cached = kind / f"{row['id']}.npz"
-            if cached.is_file():
-                link_or_copy(cached, out_dir / "features" / kind.name / cached.name)
-                linked += 1
-    return linked
 
 
 def debian_packages(paths: list[str]) -> dict[str, str]:
@@ -568,8 +534,6 @@ def generate(source: str | Path, out_dir: str | Path, pictures: list[str | Path]
              progress: bool = True):
     """Re-skin the first ``n`` rows (all by default) of the synthetic set ``source`` into ``out_dir``; returns the
     ``DatasetDict``."""
-    from datasets import Dataset, DatasetDict
-
     source, out_dir = Path(source).resolve(), Path(out_dir)
     if not source.is_dir():
         raise PhotoWorldError(f"{source}: no such dataset folder")
@@ -591,20 +555,15 @@ def generate(source: str | Path, out_dir: str | Path, pictures: list[str | Path]
     specs = [plan_clip(row, source_index(row["id"]) if source_index(row["id"]) is not None else k, seed, info, pool,
                        str(source / row["music_path"])) for k, (_, row) in enumerate(rows)]
     if keep_source:
-        keep_source_files(source, out_dir, [row for _, row in rows])
+        link_set_files(source, out_dir, [row for _, row in rows], PhotoWorldError)
     todo = [s for s in specs if not all(p.is_file() for p in media_paths(out_dir, s.id))]
     render_clips(make_clip, todo, len(specs), out_dir, "", "", workers, "photo-world clips", progress)
-    features = clip_features()
     by_split: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for (split, row), spec in zip(rows, specs):
         if keep_source:
             by_split[split].append(row)
         by_split[split].append(clip_row(spec, row))
-    dataset = DatasetDict({name: Dataset.from_dict({c: [r[c] for r in by_split[name]] for c in features},
-                                                   features=features) for name in SPLITS})
-    for name in SPLITS:
-        shutil.rmtree(out_dir / name, ignore_errors=True)
-    dataset.save_to_disk(str(out_dir), num_shards={name: 1 for name in SPLITS})
+    dataset = save_clip_rows(out_dir, by_split)
     write_pictures_file(out_dir, specs, pool)
     write_schema_file(out_dir, "photo_world", n=len(specs), n_rows=sum(len(v) for v in by_split.values()),
                       splits=info.get("splits"), sample_rate=MUSIC_SAMPLE_RATE, source_seed=info.get("seed"),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError
-from data.schema import MUSIC_SAMPLE_RATE, SPLITS, clip_features, write_schema_file
+from data.schema import MUSIC_SAMPLE_RATE, SPLITS, save_clip_rows, write_schema_file
 
 GENERATOR_VERSION = 1  # bump when the same music and settings would give a different clip
 ID_PREFIX = "rmu"
@@ -211,8 +210,6 @@ def generate(out_dir: str | Path, music: list[str | Path] = DEFAULT_MUSIC, secon
              split: str = "train", pictures: list[str | Path] | None = None, seed: int = 0, workers: int = 1,
              overwrite: bool = False, progress: bool = True):
     """Make the set in ``out_dir``; returns the ``DatasetDict``."""
-    from datasets import Dataset, DatasetDict
-
     from common.files import OwnedFolder
     from data.photo_world import DEFAULT_PICTURES, make_clip, media_paths, picture_pool, plan_clip, write_pictures_file
     from data.synthetic.build import prepare_out_dir, render_clips
@@ -249,12 +246,7 @@ def generate(out_dir: str | Path, music: list[str | Path] = DEFAULT_MUSIC, secon
         rows.append(clip_row(base, spec))
     todo = [s for s in specs if not all(p.is_file() for p in media_paths(out_dir, s.id))]
     render_clips(make_clip, todo, len(specs), out_dir, "", "", workers, "real-music clips", progress)
-    features = clip_features()
-    dataset = DatasetDict({name: Dataset.from_dict({c: [r[c] for r in rows] if name == split else [] for c in features},
-                                                   features=features) for name in SPLITS})
-    for name in SPLITS:
-        shutil.rmtree(out_dir / name, ignore_errors=True)
-    dataset.save_to_disk(str(out_dir), num_shards={name: 1 for name in SPLITS})
+    dataset = save_clip_rows(out_dir, {split: rows})
     write_pictures_file(out_dir, specs, pool)
     write_music_file(out_dir, planned)
     write_schema_file(out_dir, "real_music", n=len(rows), n_tracks=len(tracks), sample_rate=MUSIC_SAMPLE_RATE,

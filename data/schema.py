@@ -97,6 +97,25 @@ def row_caption(row: dict) -> str | None:
     return caption if caption and caption.strip() else None
 
 
+def save_clip_rows(dataset_dir: str | Path, rows_by_split: dict[str, list[dict]]):
+    """Save rows holding the schema's columns (``clip_features``) as the dataset's splits; returns the ``DatasetDict``.
+
+    Every split is written (missing ones empty), each as exactly one shard: datasets 5.2 saves an empty split with
+    zero shards and then cannot load it back. An earlier save's shards are removed first, so no stale row survives.
+    """
+    import shutil
+
+    from datasets import Dataset, DatasetDict
+
+    features = clip_features()
+    dataset = DatasetDict({name: Dataset.from_dict({c: [r[c] for r in rows_by_split.get(name, [])] for c in features},
+                                                   features=features) for name in SPLITS})
+    for name in SPLITS:
+        shutil.rmtree(Path(dataset_dir) / name, ignore_errors=True)
+    dataset.save_to_disk(str(dataset_dir), num_shards={name: 1 for name in SPLITS})
+    return dataset
+
+
 def write_schema_file(dataset_dir: str | Path, source: str, schema_version: int = SCHEMA_VERSION, **extra) -> None:
     """Record the schema version and producer beside the dataset (read back by ``check_schema``); a tool that only
     adds columns to an existing dataset passes its ``schema_version`` on."""

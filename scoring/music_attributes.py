@@ -1,8 +1,7 @@
 """What a piece of music is, read back from its audio: key and mode, tempo, and a timbre summary for an instrument
 classifier. Used to measure whether a text prompt moved the music (``tools/prompt_effect.py``, issue 15).
 
-- Key and mode: the Krumhansl-Schmuckler estimate of ``data/music_key.py`` (re-exported here; the real-music set
-  uses it too).
+- Key and mode: the Krumhansl-Schmuckler estimate lives in ``data/music_key.py`` (the real-music set uses it too).
 - Tempo: librosa's beat tracker (``librosa.beat.beat_track``), the same estimate the sync scores use.
 - Timbre: mean and standard deviation of 20 MFCCs and of the spectral contrast bands (librosa), [54] per clip, the
   classic input of a small instrument classifier.
@@ -10,9 +9,6 @@ classifier. Used to measure whether a text prompt moved the music (``tools/promp
 from __future__ import annotations
 
 import numpy as np
-
-# re-exported: the prompt measures import the key estimate from here
-from data.music_key import MAJOR_PROFILE, MINOR_PROFILE, estimate_key, key_from_chroma, mean_chroma  # noqa: F401
 
 
 def estimate_tempo(wav: np.ndarray, sample_rate: int) -> float:

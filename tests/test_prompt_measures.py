@@ -24,7 +24,7 @@ def _chord_wav(pitches_per_chord: list[list[int]], seconds_each: float = 1.0) ->
 
 
 def test_key_estimate_reads_a_minor_and_a_major_cadence():
-    from scoring.music_attributes import estimate_key
+    from data.music_key import estimate_key
 
     a_minor = _chord_wav([[57, 60, 64], [62, 65, 69], [64, 68, 71], [57, 60, 64]] * 2)  # i iv V i in A minor
     c_major = _chord_wav([[60, 64, 67], [65, 69, 72], [67, 71, 74], [60, 64, 67]] * 2)  # I IV V I in C major

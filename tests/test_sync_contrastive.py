@@ -6,7 +6,6 @@ saved model; a weight without a head is a one-line error.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -44,10 +43,10 @@ def test_the_shifted_music_is_half_a_beat_off():
     frames = torch.arange(400.0)[:, None].repeat(1, 3)  # 10 s at 40 Hz, each frame holds its own index
     features = VideoFeatures(torch.zeros(2, 4), torch.zeros(2), torch.zeros(2, 3), torch.zeros(2), 10.0)
     example = Example(features, torch.zeros(4, 500, dtype=torch.long), torch.zeros(0), music_frames=frames, beat=0.5)
-    own, off = music_crops(example, start=100, length=150, frame_rate=50, steps=30, generator=None)
+    own, off = music_crops(example, start=100, frame_rate=50, steps=30, generator=None)
     assert own.shape == (120, 3) and own[0, 0] == 80  # code frame 100 at 50 Hz = 2 s = music frame 80
     assert abs(off[0, 0] - own[0, 0]) == 10  # half of a 0.5 s beat at 40 Hz
-    late = music_crops(example, start=470, length=30, frame_rate=50, steps=6, generator=None)[1]
+    late = music_crops(example, start=470, frame_rate=50, steps=6, generator=None)[1]
     assert late[0, 0] == 376 - 10  # no room after the clip's end: the shift goes the other way
 
 
@@ -80,7 +79,6 @@ def test_train_py_with_the_term_checkpoints_the_probe_and_resumes_exactly(synthe
     resumed = _train("--output-dir", str(tmp_path / "b"), *common, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
-    assert json.loads((tmp_path / "a" / "final" / "config.json").read_text())
 
 
 def test_a_weight_without_a_head_is_a_one_line_error(synthetic_set, tmp_path):

@@ -162,7 +162,8 @@ def score(run: Path, limit_train: int | None = None) -> dict:
     from data.captions import instrument_family, tempo_word
     from data.schema import read_split
     from media.audio import read_audio
-    from scoring.music_attributes import estimate_key, estimate_tempo, timbre_features
+    from data.music_key import estimate_key
+    from scoring.music_attributes import estimate_tempo, timbre_features
     from scoring.stats import mean_ci
     from tools.codec_ceiling import clip_figures
 

@@ -135,7 +135,7 @@ def crop_start(example: Example, seconds: float, frame_rate: int, generator: tor
 MUSIC_FRAMES_PER_STEP = 4  # model/music_features.py's 40 Hz frames per 0.1 s step of the embedding head
 
 
-def music_crops(example: Example, start: int, length: int, frame_rate: int, steps: int,
+def music_crops(example: Example, start: int, frame_rate: int, steps: int,
                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The crop's music frames [4 steps, F] from code frame ``start``, and the same length starting half a beat
     earlier or later (the side drawn from ``generator``; the other when the first leaves the clip). Frames past
@@ -246,7 +246,7 @@ def make_batch(source: ClipSource, indices: list[int], seconds: float, frame_rat
         crops.append(crop(example, seconds, frame_rate, generator, lead_in, start))
         if getattr(source, "music_frames", False):  # sources built elsewhere (bench, tests) have none
             steps = max(1, int(crops[-1][1].shape[-1] / frame_rate * 10))  # whole 0.1 s steps of this crop
-            music.append((start, crops[-1][1].shape[-1], steps))
+            music.append((start, steps))
     lengths = torch.tensor([codes.shape[-1] for _, codes, *_ in crops])
     codes = torch.zeros(len(crops), crops[0][1].shape[0], int(lengths.max()), dtype=torch.long)
     near_event = torch.zeros(len(crops), int(lengths.max()), dtype=torch.bool)
@@ -260,8 +260,8 @@ def make_batch(source: ClipSource, indices: list[int], seconds: float, frame_rat
     aligned = shifted = None
     if music:
         steps = min(s for *_, s in music)  # one length for the batch: the shortest crop's
-        pairs = [music_crops(source.example(i), start, length, frame_rate, steps, generator)
-                 for i, (start, length, _) in zip(indices, music)]
+        pairs = [music_crops(source.example(i), start, frame_rate, steps, generator)
+                 for i, (start, _) in zip(indices, music)]
         aligned, shifted = torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
     return Batch(collate([f for f, *_ in crops]), codes, lengths, near_event, weights,
                  captions if any(captions) else None, aligned, shifted)

@@ -71,6 +71,19 @@ def gather_steps(sequence: torch.Tensor, starts: torch.Tensor, length: int) -> t
     return torch.gather(sequence, 1, index[..., None].expand(-1, -1, sequence.shape[-1]))
 
 
+def sync_info_nce(sim: torch.Tensor, sim_shifted: torch.Tensor, scale: torch.Tensor
+                  ) -> tuple[torch.Tensor, float, float]:
+    """The symmetric InfoNCE above from the pair similarities [B, B] of video i with aligned music j and with shifted
+    music j: (loss, in-batch accuracy, share of clips whose own music scores above its shift). Also the
+    generator's contrastive sync term (``training/sync_contrastive.py``)."""
+    target = torch.arange(sim.shape[0], device=sim.device)
+    video_to_music = nn.functional.cross_entropy(scale * torch.cat([sim, sim_shifted], dim=1), target)
+    music_to_video = nn.functional.cross_entropy(scale * sim.T, target)
+    accuracy = (sim.argmax(dim=1) == target).float().mean().item()
+    above_shift = (sim.diagonal() > sim_shifted.diagonal()).float().mean().item()
+    return (video_to_music + music_to_video) / 2, accuracy, above_shift
+
+
 def contrastive_loss(head: VideoMusicEmbedding, batch: CropBatch) -> tuple[torch.Tensor, dict]:
     """The loss of one batch, and figures for the log (in-batch accuracy, share of aligned > shifted)."""
     crop = batch.semantic.shape[1]
@@ -78,11 +91,5 @@ def contrastive_loss(head: VideoMusicEmbedding, batch: CropBatch) -> tuple[torch
     music = head.embed_music(batch.music)  # [B, S, d] whole clips, as a library track is embedded
     aligned, shifted = gather_steps(music, batch.start, crop), gather_steps(music, batch.shifted, crop)
     scale = head.logit_scale.clamp(max=MAX_LOG_SCALE).exp()
-    sim = pair_similarity(video, aligned)  # [B, B]
-    sim_shifted = pair_similarity(video, shifted)  # [B, B]
-    target = torch.arange(sim.shape[0], device=sim.device)
-    video_to_music = nn.functional.cross_entropy(scale * torch.cat([sim, sim_shifted], dim=1), target)
-    music_to_video = nn.functional.cross_entropy(scale * sim.T, target)
-    figures = {"accuracy": (sim.argmax(dim=1) == target).float().mean().item(),
-               "sync": (sim.diagonal() > sim_shifted.diagonal()).float().mean().item()}
-    return (video_to_music + music_to_video) / 2, figures
+    loss, accuracy, above_shift = sync_info_nce(pair_similarity(video, aligned), pair_similarity(video, shifted), scale)
+    return loss, {"accuracy": accuracy, "sync": above_shift}

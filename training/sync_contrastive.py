@@ -11,10 +11,8 @@ of the same music shifted by half a beat (the hard negative):
         --mean over each 0.1 s step--> [B, S, H] --probe (Linear H -> d)--> video steps [B, S, d]
     music frames [B, 4 S, F] and the half-beat-shifted ones --frozen music tower--> [B, S, d] each
 
-    video -> music: softmax over [ s(v_i, m_1..m_B) , s(v_i, m~_1..m~_B) ] * scale, target m_i
-    music -> video: softmax over  s(v_1..v_B, m_j) * scale,                          target v_j
-
-with s the mean step cosine (``model.video_music_embedding.pair_similarity``) and the head's own learned scale. The
+and the loss is the head's own symmetric InfoNCE with those shifted negatives (``training.contrastive.sync_info_nce``,
+the head's learned scale). The
 probe is trained with the generator and kept in training checkpoints, not in the saved model: inference never runs
 it. Gradients reach the fusion (and its time-aligned projection) only.
 """
@@ -24,7 +22,7 @@ import torch
 from torch import nn
 
 from model.video_music_embedding import VideoMusicEmbedding, pair_similarity
-from training.contrastive import MAX_LOG_SCALE
+from training.contrastive import MAX_LOG_SCALE, sync_info_nce
 
 PROBE_PREFIX = "sync_probe."
 
@@ -57,10 +55,5 @@ def sync_contrastive_loss(probe: nn.Module, head: VideoMusicEmbedding, aligned: 
     with torch.no_grad():
         own, off = head.embed_music(music.float()), head.embed_music(shifted.float())  # [B, S, d] each
     scale = head.logit_scale.clamp(max=MAX_LOG_SCALE).exp()
-    sim, sim_shifted = pair_similarity(video, own), pair_similarity(video, off)  # [B, B] each
-    target = torch.arange(sim.shape[0], device=sim.device)
-    video_to_music = nn.functional.cross_entropy(scale * torch.cat([sim, sim_shifted], dim=1), target)
-    music_to_video = nn.functional.cross_entropy(scale * sim.T, target)
-    figures = {"sync_accuracy": (sim.argmax(dim=1) == target).float().mean().item(),
-               "sync_above_shift": (sim.diagonal() > sim_shifted.diagonal()).float().mean().item()}
-    return (video_to_music + music_to_video) / 2, figures
+    loss, accuracy, above_shift = sync_info_nce(pair_similarity(video, own), pair_similarity(video, off), scale)
+    return loss, {"sync_accuracy": accuracy, "sync_above_shift": above_shift}
